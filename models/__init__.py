@@ -1,0 +1,1 @@
+"""Offline side: feature spec, training pipeline, evaluation, the versioned model registry."""

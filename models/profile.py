@@ -1,0 +1,99 @@
+"""The reference profile drift monitoring compares against, computed in Spark with exact counts.
+
+Numeric bins use the training deciles as inner edges e1..e(k-1): bin 0 is (-inf, e1], bin i is
+(e(i), e(i+1)], the last is (e(k-1), +inf). Missing values (null or NaN) fall in no bin and count
+toward the missing rate. Categorical counts follow the training categories, plus "unseen".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from models.spec import FeatureSpec
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+DECILES = [i / 10 for i in range(1, 10)]
+MAX_CATEGORIES = 200
+
+
+def numeric_bin(column: Column, edges: Sequence[float]) -> Column:
+    """The bin index of a numeric column (null when missing), by the rule in the module doc."""
+    from pyspark.sql import functions as F
+
+    missing = column.isNull() | F.isnan(column)
+    expr = F.when(missing, F.lit(None).cast("int"))
+    for i, edge in enumerate(edges):
+        expr = expr.when(column <= F.lit(float(edge)), F.lit(i))
+    return expr.otherwise(F.lit(len(edges)))
+
+
+def category_bin(column: Column, categories: Sequence[str]) -> Column:
+    """The index of a category in the training list, len(categories) for unseen, null if missing."""
+    from pyspark.sql import functions as F
+
+    expr = F.when(column.isNull(), F.lit(None).cast("int"))
+    for i, cat in enumerate(categories):
+        expr = expr.when(column == F.lit(cat), F.lit(i))
+    return expr.otherwise(F.lit(len(categories)))
+
+
+def bin_counts(frame: DataFrame, bins: dict[str, tuple[Column, int]]) -> tuple[int, dict[str, list[int]], dict[str, int]]:
+    """Exact integer counts per bin and missing counts, for many columns in one Spark pass."""
+    from pyspark.sql import functions as F
+
+    aggs = [F.count(F.lit(1)).alias("__rows")]
+    for name, (expr, size) in bins.items():
+        aggs.append(F.sum(F.when(expr.isNull(), 1).otherwise(0)).alias(f"{name}__missing"))
+        aggs.extend(F.sum(F.when(expr == i, 1).otherwise(0)).alias(f"{name}__{i}")
+                    for i in range(size))
+    row = frame.agg(*aggs).first()
+    assert row is not None
+    counts = {name: [int(row[f"{name}__{i}"] or 0) for i in range(size)]
+              for name, (_, size) in bins.items()}
+    missing = {name: int(row[f"{name}__missing"] or 0) for name in bins}
+    return int(row["__rows"]), counts, missing
+
+
+def _edges(values: list[float]) -> list[float]:
+    return sorted(set(float(v) for v in values))
+
+
+def build_profile(frame: DataFrame, spec: FeatureSpec, score: Column) -> dict[str, Any]:
+    """The reference profile of training rows (features) and of the model's scores on them."""
+    from pyspark.sql import functions as F
+
+    numeric = spec.numeric_names
+    framed = frame.select(*[F.col(n).cast("double").alias(n) for n in numeric],
+                          *[F.col(c).cast("string").alias(c) for c in spec.categorical],
+                          score.alias("__score"))
+    framed = framed.cache()
+    try:
+        clean = {n: framed.where(F.col(n).isNotNull() & ~F.isnan(F.col(n))) for n in numeric}
+        edges = {n: _edges(clean[n].approxQuantile(n, DECILES, 1e-4)) for n in numeric}
+        edges["__score"] = _edges(framed.approxQuantile("__score", DECILES, 1e-4))
+        categories: dict[str, list[str]] = {}
+        for c in spec.categorical:
+            rows = (framed.where(F.col(c).isNotNull()).groupBy(c).count()
+                    .orderBy(F.desc("count"), F.asc(c)).limit(MAX_CATEGORIES).collect())
+            categories[c] = [str(r[c]) for r in rows]
+        bins: dict[str, tuple[Column, int]] = {
+            n: (numeric_bin(F.col(n), edges[n]), len(edges[n]) + 1) for n in [*numeric, "__score"]
+        }
+        for c in spec.categorical:
+            bins[c] = (category_bin(F.col(c), categories[c]), len(categories[c]) + 1)
+        rows_total, counts, missing = bin_counts(framed, bins)
+    finally:
+        framed.unpersist()
+    rate = (lambda name: missing[name] / rows_total if rows_total else 0.0)
+    return {
+        "rows": rows_total,
+        "numeric": {n: {"edges": edges[n], "counts": counts[n], "missing_rate": rate(n)}
+                    for n in numeric},
+        "categorical": {c: {"categories": categories[c], "counts": counts[c],
+                            "missing_rate": rate(c)} for c in spec.categorical},
+        "score": {"edges": edges["__score"], "counts": counts["__score"],
+                  "missing_rate": rate("__score")},
+    }

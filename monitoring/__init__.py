@@ -1,0 +1,1 @@
+"""Drift statistics, Prometheus metrics and the dashboards and alert rules that read them."""

@@ -1,0 +1,109 @@
+"""`scorestream`: the one command-line front door; each package registers its own subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from scorestream import __version__
+from scorestream import options as opt
+from scorestream.cli_common import STATE, Handler, stack, stack_args
+from scorestream.errors import ScorestreamError
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    local = stack(args)
+    if args.action == "up":
+        nodes = local.up()
+        pids = ", ".join(str(n.pid) for n in nodes)
+        print(f"Kafka is up on {local.settings.bootstrap} (pids {pids}; state in {local.root})")
+    elif args.action == "down":
+        stopped = local.down()
+        print(f"stopped {stopped} Kafka node(s) of {local.root}")
+    else:
+        running = local.running()
+        if not running:
+            print(f"Kafka stack in {local.root}: not running")
+            return 3
+        for n in running:
+            print(f"node {n.node_id}: pid {n.pid}, 127.0.0.1:{n.port}, log {n.log}")
+    return 0
+
+
+def cmd_jars(_args: argparse.Namespace) -> int:
+    from scorestream import jars
+
+    for bundle in jars.BUNDLES:
+        print(jars.ensure(bundle))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from scorestream.demo import DemoSettings, run_demo
+
+    return run_demo(DemoSettings(events=args.events, rate=args.rate, state=Path(STATE),
+                                 port=args.port, keep=args.keep))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from models.cli import register as register_models
+    from producers.cli import register as register_producers
+    from streaming.cli import register as register_streaming
+
+    parser = argparse.ArgumentParser(
+        prog="scorestream",
+        description="Real-time ML scoring over Kafka with Spark Structured Streaming.",
+    )
+    parser.add_argument("--version", action="version", version=f"scorestream {__version__}")
+    opt.add(parser, "--log-level", env="SCORESTREAM_LOG_LEVEL", default="WARNING",
+            help="level of scorestream's own log messages")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, handler: Handler, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("stack", cmd_stack, "start, stop or inspect the local Kafka broker (KRaft)")
+    p.add_argument("action", choices=["up", "down", "status"])
+    stack_args(p)
+    command("jars", cmd_jars, "fetch the pinned Kafka and Spark connector jars with Maven")
+    register_models(command)
+    register_streaming(command)
+    register_producers(command)
+
+    p = command("demo", cmd_demo, "run the whole path end to end on a local stack")
+    opt.add(p, "--events", env="DEMO_EVENTS", default=20_000, type=opt.positive_int,
+            help="events to publish and score")
+    opt.add(p, "--rate", env="DEMO_RATE", default=0.0, type=opt.non_negative_float,
+            help="events per second (0: as fast as possible)")
+    opt.add(p, "--port", env="SCORESTREAM_STACK_PORT", default=9092, type=opt.positive_int,
+            help="broker port of the demo's stack")
+    p.add_argument("--keep", action="store_true",
+                   help="leave the stack and scorer running until Ctrl-C "
+                        "[env: none, default: false]")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    try:
+        return int(args.handler(args))
+    except ScorestreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

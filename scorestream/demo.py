@@ -1,0 +1,155 @@
+"""`scorestream demo`: broker, training, scorer, producer and subscriber end to end, then stop."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from scorestream.kafka import KafkaSettings, ensure_topics, topic_partitions
+
+INPUT, OUTPUT = "features", "scores"
+
+
+@dataclass(frozen=True)
+class DemoSettings:
+    """The demo's size and where it keeps its state."""
+
+    events: int = 20_000
+    rate: float = 0.0
+    state: Path = Path(".scorestream")
+    port: int = 9092
+    keep: bool = False
+    train_rows: int = 30_000
+    timeout_s: float = 600.0
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _end_offsets(kafka: KafkaSettings, topic: str) -> str:
+    """The current end offset of each partition, as Spark's startingOffsets JSON."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer(kafka.confluent(**{"group.id": "scorestream-demo-offsets"}))
+    try:
+        parts = topic_partitions(kafka, topic)
+        ends = {}
+        for p in range(parts):
+            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            ends[str(p)] = high
+    finally:
+        consumer.close()
+    return json.dumps({topic: ends})
+
+
+def run_demo(settings: DemoSettings) -> int:
+    from models.train import TrainSettings, synthetic_frame, train
+    from producers.generator import SPEC
+    from producers.publisher import ProduceSettings, publish
+    from producers.subscriber import ScoreSummary, iter_scores
+    from scorestream.spark import session
+    from scorestream.stack import LocalKafka, StackSettings
+    from streaming.job import Scorer, ScorerSettings
+
+    def on_term(_signum: int, _frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    stack = LocalKafka(StackSettings(state_dir=settings.state / "stack", port=settings.port))
+    started_stack = not stack.running()
+    scorer: Scorer | None = None
+    try:
+        _say(f"[1/5] Kafka on {stack.settings.bootstrap} "
+             f"({'starting' if started_stack else 'already running'}) ...")
+        stack.up()
+        kafka = stack.kafka
+        _say("[2/5] Spark and training the default model ...")
+        spark = session()
+        registry = settings.state / "registry"
+        seed = int(time.time()) % 1_000_000
+        entry = train(spark, synthetic_frame(spark, settings.train_rows, seed), SPEC,
+                      TrainSettings(registry=registry, seed=seed),
+                      fingerprint=f"synthetic:rows={settings.train_rows}:seed={seed}",
+                      source="synthetic")
+        ensure_topics(kafka, [INPUT, OUTPUT, f"{INPUT}.dlq"], partitions=2)
+        _say(f"[3/5] starting the scorer with model v{entry.version} ...")
+        scorer = Scorer(spark, kafka, ScorerSettings(
+            input_topic=INPUT, output_topic=OUTPUT, registry=registry,
+            checkpoint=settings.state / "checkpoints" / f"demo-{seed}",
+            starting_offsets=_end_offsets(kafka, INPUT)))
+        scorer.start()
+        scorer.wait_ready()
+        _say(f"[4/5] publishing {settings.events} events to {INPUT}, reading {OUTPUT} ...")
+        produced = {"n": 0}
+        failure: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                publish(kafka, ProduceSettings(topic=INPUT, count=settings.events,
+                                               rate=settings.rate, seed=seed),
+                        progress=lambda sent, _t: produced.__setitem__("n", sent))
+            except BaseException as exc:  # reported by the main thread
+                failure.append(exc)
+
+        t0 = time.time()
+        producer = threading.Thread(target=produce, name="demo-producer", daemon=True)
+        producer.start()
+        prefix = f"evt-{seed}-"
+        mine = ScoreSummary()
+        last_arrival = t0
+        shown = 0.0
+        everything = ScoreSummary()
+        def finished(_seen: ScoreSummary) -> bool:
+            assert scorer is not None
+            scorer.raise_if_failed()  # a failed query ends the demo at once, with its reason
+            if failure:
+                raise failure[0]
+            return mine.count >= settings.events
+
+        for record in iter_scores(kafka, OUTPUT, finished, settings.timeout_s, everything,
+                                  from_beginning=True):
+            if str(record.get("event_id", "")).startswith(prefix):
+                mine.add(record, time.time())
+                last_arrival = time.time()
+            now = time.monotonic()
+            if now - shown > 0.25:
+                shown = now
+                print(f"\r  published {produced['n']}/{settings.events}  scored "
+                      f"{mine.count}/{settings.events}  dead-lettered "
+                      f"{scorer.totals.dead_lettered}", end="", file=sys.stderr, flush=True)
+        producer.join(timeout=60)
+        if failure:
+            raise failure[0]
+        elapsed = max(last_arrival - t0, 1e-9)
+        print(f"\r  published {produced['n']}/{settings.events}  scored "
+              f"{mine.count}/{settings.events}  dead-lettered {scorer.totals.dead_lettered}",
+              file=sys.stderr, flush=True)
+        if settings.keep:
+            _say("[5/5] keeping the stack and the scorer running; Ctrl-C stops them")
+            _say(f"      kafka {kafka.bootstrap}, topics {INPUT} -> {OUTPUT}; "
+                 "try: scorestream produce --count 1000")
+            threading.Event().wait()
+        else:
+            _say("[5/5] stopping the scorer and what the demo started")
+        versions = ",".join(f"v{v}" for v in sorted(mine.versions)) or f"v{entry.version}"
+        print(f"scored {len(mine.ids)}/{settings.events} events in {elapsed:.1f} s "
+              f"({mine.count / elapsed:,.0f} events/s), latency p50 {mine.percentile(50):.0f} ms "
+              f"p99 {mine.percentile(99):.0f} ms, model {versions}", flush=True)
+        return 0 if len(mine.ids) == settings.events else 1
+    except KeyboardInterrupt:
+        _say("\ninterrupted: stopping what the demo started")
+        return 130
+    finally:
+        try:
+            if scorer is not None:
+                scorer.stop()
+        finally:
+            if started_stack:
+                stack.down()

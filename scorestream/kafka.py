@@ -1,0 +1,178 @@
+"""Kafka connection settings shared by every client we run (Spark, confluent-kafka, kafka-python).
+
+Secrets in the options are masked whenever the settings are printed or logged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scorestream.errors import ConfigError, StackError
+from scorestream.options import is_secret
+
+# Options that mean the same to librdkafka and to the Java client; anything else given with
+# -X goes to both too, and the client that does not know it complains with its own message.
+JAVA_ONLY = {"sasl.jaas.config", "ssl.truststore.location", "ssl.truststore.password",
+             "ssl.truststore.type", "ssl.keystore.location", "ssl.keystore.password"}
+LIBRDKAFKA_ONLY = {"sasl.username", "sasl.password", "ssl.ca.location"}
+
+
+def parse_option(text: str) -> tuple[str, str]:
+    """Parse one `key=value` client option (the value may itself contain '=')."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        msg = f"client option {text.split('=')[0]!r} must look like key=value"
+        raise ConfigError(msg)
+    return key.strip(), value
+
+
+def read_properties(path: Path) -> dict[str, str]:
+    """Read a Java-style client.properties file (key=value lines, # comments)."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        msg = f"cannot read Kafka client config {path}: {exc.strerror}"
+        raise ConfigError(msg) from exc
+    props: dict[str, str] = {}
+    for line in lines:
+        stripped = line.strip()
+        if stripped and not stripped.startswith(("#", "!")):
+            key, value = parse_option(stripped)
+            props[key] = value.strip()
+    return props
+
+
+def _jaas(mechanism: str, username: str, password: str) -> str:
+    module = (
+        "org.apache.kafka.common.security.plain.PlainLoginModule"
+        if mechanism.upper() == "PLAIN"
+        else "org.apache.kafka.common.security.scram.ScramLoginModule"
+    )
+    user = username.replace('"', '\\"')
+    secret = password.replace('"', '\\"')
+    return f'{module} required username="{user}" password="{secret}";'
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    """Where the brokers are and how to talk to them."""
+
+    bootstrap: str = "127.0.0.1:9092"
+    options: Mapping[str, str] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        shown = {k: ("***" if is_secret(k) else v) for k, v in self.options.items()}
+        return f"KafkaSettings(bootstrap={self.bootstrap!r}, options={shown!r})"
+
+    __str__ = __repr__
+
+    @classmethod
+    def build(
+        cls, bootstrap: str, config_file: str | None = None, options: Iterable[str] = ()
+    ) -> KafkaSettings:
+        """From the CLI: a properties file, then -X key=value options (which win)."""
+        merged: dict[str, str] = {}
+        if config_file:
+            merged.update(read_properties(Path(config_file)))
+        for text in options:
+            key, value = parse_option(text)
+            merged[key] = value
+        merged.pop("bootstrap.servers", None)
+        return cls(bootstrap=bootstrap, options=merged)
+
+    def _java_options(self) -> dict[str, str]:
+        opts = {k: v for k, v in self.options.items() if k not in LIBRDKAFKA_ONLY}
+        mechanism = self.options.get("sasl.mechanism", "")
+        if "sasl.username" in self.options and "sasl.jaas.config" not in opts:
+            opts["sasl.jaas.config"] = _jaas(
+                mechanism or "PLAIN",
+                self.options["sasl.username"],
+                self.options.get("sasl.password", ""),
+            )
+        return opts
+
+    def spark_options(self) -> dict[str, str]:
+        """Options for Spark's Kafka source and sink (`kafka.` prefixed)."""
+        opts = {"kafka.bootstrap.servers": self.bootstrap}
+        opts.update({f"kafka.{k}": v for k, v in self._java_options().items()})
+        return opts
+
+    def confluent(self, **overrides: Any) -> dict[str, Any]:
+        """Configuration for a confluent-kafka (librdkafka) client; overrides win."""
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap}
+        conf.update({k: v for k, v in self.options.items() if k not in JAVA_ONLY})
+        conf.update(overrides)
+        return conf
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for a client exception, without anything secret in it."""
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+
+
+def wait_for_metadata(settings: KafkaSettings, timeout_s: float) -> int:
+    """Ask the brokers for cluster metadata until they answer; return the broker count."""
+    from confluent_kafka.admin import AdminClient
+
+    # log_level 0: connection refusals while the broker starts are expected, not news.
+    admin = AdminClient(settings.confluent(log_level=0))
+    deadline = time.monotonic() + timeout_s
+    last = "no answer"
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            msg = f"Kafka at {settings.bootstrap} did not answer within {timeout_s:.0f} s ({last})"
+            raise StackError(msg)
+        try:
+            meta = admin.list_topics(timeout=min(2.0, max(remaining, 0.1)))
+            if meta.brokers:
+                return len(meta.brokers)
+        except Exception as exc:  # noqa: BLE001 - any client error means "not yet"
+            last = describe_error(exc)
+
+
+def ensure_topics(
+    settings: KafkaSettings,
+    topics: Iterable[str],
+    partitions: int = 1,
+    replication: int = 1,
+    config: Mapping[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> list[str]:
+    """Create the topics that do not exist yet; return the ones created."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient(settings.confluent())
+    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    wanted = [t for t in dict.fromkeys(topics) if t not in existing]
+    if not wanted:
+        return []
+    futures = admin.create_topics(
+        [NewTopic(t, partitions, replication, config=dict(config or {})) for t in wanted],
+        operation_timeout=timeout_s,
+        request_timeout=timeout_s,
+    )
+    for topic, future in futures.items():
+        try:
+            future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                msg = f"cannot create topic {topic!r} on {settings.bootstrap}: {describe_error(exc)}"
+                raise StackError(msg) from exc
+    return wanted
+
+
+def topic_partitions(settings: KafkaSettings, topic: str, timeout_s: float = 10.0) -> int:
+    """How many partitions a topic has (0 when it does not exist)."""
+    from confluent_kafka.admin import AdminClient
+
+    meta = AdminClient(settings.confluent()).list_topics(topic=topic, timeout=timeout_s)
+    info = meta.topics.get(topic)
+    if info is None or info.error is not None:
+        return 0
+    return len(info.partitions)

@@ -1,0 +1,61 @@
+"""One place that builds the SparkSession: local[*] by default, bound to 127.0.0.1, connectors on."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from scorestream import jars
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+
+@dataclass(frozen=True)
+class SparkSettings:
+    """How to reach Spark."""
+
+    master: str = "local[*]"
+    app_name: str = "scorestream"
+    shuffle_partitions: int = 4
+    driver_memory: str = "2g"
+    ui: bool = False
+    log_level: str = "WARN"
+    conf: tuple[tuple[str, str], ...] = field(default=())
+
+
+def session(settings: SparkSettings | None = None) -> SparkSession:
+    """Get or create the SparkSession with the Kafka and Avro connectors on its classpath."""
+    from pyspark.sql import SparkSession
+
+    s = settings or SparkSettings()
+    # Without these Spark binds the machine's other address (see README, troubleshooting).
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON") or _python())
+    connector_jars = ",".join(str(j) for j in jars.spark_connector_jars())
+    builder = (
+        SparkSession.builder.master(s.master)
+        .appName(s.app_name)
+        .config("spark.jars", connector_jars)
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.memory", s.driver_memory)
+        .config("spark.ui.enabled", str(s.ui).lower())
+        .config("spark.sql.shuffle.partitions", str(s.shuffle_partitions))
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
+        .config("spark.sql.adaptive.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+    )
+    for key, value in s.conf:
+        builder = builder.config(key, value)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel(s.log_level)
+    return spark
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable

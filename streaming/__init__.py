@@ -1,0 +1,1 @@
+"""Online side: the streaming scorer (Kafka in -> validate -> PipelineModel -> Kafka out)."""

@@ -1,0 +1,182 @@
+"""Decode feature events and decide, per record, whether it is scored or dead-lettered.
+
+Everything here is a Spark column expression (JVM only, no Python UDF), so the same plan serves
+micro-batch and real-time mode. Decoding yields typed columns plus a reason code and a message
+for the first problem found; a null reason means the record will be scored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from models.spec import FeatureSpec
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+
+# Reason codes of dead-letter records, in the order they are checked.
+TOO_LARGE = "TOO_LARGE"
+DECODE_ERROR = "DECODE_ERROR"
+MISSING_FIELD = "MISSING_FIELD"
+WRONG_TYPE = "WRONG_TYPE"
+NOT_FINITE = "NOT_FINITE"
+OUT_OF_RANGE = "OUT_OF_RANGE"
+REASONS = (TOO_LARGE, DECODE_ERROR, MISSING_FIELD, WRONG_TYPE, NOT_FINITE, OUT_OF_RANGE)
+
+# Columns carried from the Kafka source record (prefixed so they never clash with features).
+SOURCE_COLUMNS = {"key": "_src_key", "value": "_src_value", "topic": "_src_topic",
+                  "partition": "_src_partition", "offset": "_src_offset",
+                  "timestamp": "_src_timestamp"}
+REASON = "_reason"
+MESSAGE = "_message"
+CORRUPT = "_corrupt_record"
+
+
+Check = tuple["Column", str, "Column"]
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """Decoded rows, the decoder's own checks (condition, reason, message) and helper columns."""
+
+    frame: DataFrame
+    checks: tuple[Check, ...]
+    helpers: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    """Limits applied to each record."""
+
+    max_record_bytes: int = 1_048_576
+
+
+def source_columns() -> list[Column]:
+    """The Kafka record's own columns, renamed so they never clash with feature names."""
+    from pyspark.sql import functions as F
+
+    return [F.col(src).alias(dst) for src, dst in SOURCE_COLUMNS.items()]
+
+
+def _shown(value: Column) -> Column:
+    """A value for a message: at most 80 characters of it."""
+    from pyspark.sql import functions as F
+
+    return F.substring(F.coalesce(value, F.lit("null")), 1, 80)
+
+
+def decode_json(raw: DataFrame, spec: FeatureSpec) -> Decoded:
+    """Kafka rows with JSON values -> typed feature columns plus `_reason`/`_message`.
+
+    Every declared field is first read as text, so a wrong type is told apart from a missing
+    field (JSON has no NaN: Spark's reader accepts NaN/Infinity tokens, which it returns quoted).
+    """
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import StringType, StructField, StructType
+
+    fields = [spec.event_id, spec.event_time, *spec.feature_names]
+    schema = StructType([StructField(n, StringType()) for n in fields]
+                        + [StructField(CORRUPT, StringType())])
+    parsed = F.from_json(F.col("value").cast("string"), schema,
+                         {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    frame = raw.select(*source_columns(), parsed.alias("_json"))
+    typed: list[Column] = []
+    wrong_type: list[tuple[Column, Column]] = []
+    raw_text = {n: F.col(f"_json.{n}") for n in fields}
+    for name in spec.numeric_names:
+        text = F.regexp_replace(raw_text[name], r'^"([+-]?(NaN|Infinity))"$', "$1")
+        value = text.try_cast("double")
+        typed.append(value.alias(name))
+        wrong_type.append((raw_text[name].isNotNull() & value.isNull(),
+                           F.concat(F.lit(f"feature '{name}' is "), _shown(raw_text[name]),
+                                    F.lit(", expected a number"))))
+    for name in spec.categorical:
+        typed.append(raw_text[name].alias(name))
+    event_time = _parse_time(raw_text[spec.event_time])
+    wrong_type.append((raw_text[spec.event_time].isNotNull() & event_time.isNull(),
+                       F.concat(F.lit(f"'{spec.event_time}' is "),
+                                _shown(raw_text[spec.event_time]),
+                                F.lit(", expected an ISO-8601 timestamp or epoch milliseconds"))))
+    decoded = frame.select(
+        *SOURCE_COLUMNS.values(),
+        raw_text[spec.event_id].alias(spec.event_id),
+        event_time.alias(spec.event_time),
+        *typed,
+        F.col("_json").isNull().alias("_null_json"),
+        F.col(f"_json.{CORRUPT}").alias(CORRUPT),
+        *[cond.alias(f"_wrong_{i}") for i, (cond, _) in enumerate(wrong_type)],
+        *[text.alias(f"_wrong_msg_{i}") for i, (_, text) in enumerate(wrong_type)],
+    )
+    decode_failed = F.col("_null_json") | F.col(CORRUPT).isNotNull()
+    checks: list[Check] = [
+        (decode_failed, DECODE_ERROR,
+         F.concat(F.lit("value is not a JSON object: "),
+                  _shown(F.col("_src_value").cast("string"))))
+    ]
+    checks += _required(spec)
+    checks += [(F.col(f"_wrong_{i}"), WRONG_TYPE, F.col(f"_wrong_msg_{i}"))
+               for i in range(len(wrong_type))]
+    helpers = ("_null_json", CORRUPT, *(f"_wrong_{i}" for i in range(len(wrong_type))),
+               *(f"_wrong_msg_{i}" for i in range(len(wrong_type))))
+    return Decoded(decoded, tuple(checks), helpers)
+
+
+def _parse_time(text: Column) -> Column:
+    from pyspark.sql import functions as F
+
+    millis = text.try_cast("long")
+    return (F.when(text.rlike(r"^-?\d+$"), F.timestamp_millis(millis))
+            .otherwise(F.try_to_timestamp(text)))
+
+
+def _required(spec: FeatureSpec) -> list[Check]:
+    from pyspark.sql import functions as F
+
+    names = [spec.event_id, spec.event_time] + [f.name for f in spec.numeric if f.required]
+    return [(F.col(n).isNull(), MISSING_FIELD, F.lit(f"required field '{n}' is missing or null"))
+            for n in names]
+
+
+def _value_checks(spec: FeatureSpec) -> list[Check]:
+    from pyspark.sql import functions as F
+
+    checks: list[Check] = []
+    for feature in spec.numeric:
+        col = F.col(feature.name)
+        if not feature.allow_nan:
+            checks.append((F.isnan(col) | (F.abs(col) == float("inf")), NOT_FINITE,
+                           F.concat(F.lit(f"feature '{feature.name}' is "), col.cast("string"),
+                                    F.lit(", expected a finite number"))))
+    for feature in spec.numeric:
+        col = F.col(feature.name)
+        bounds = f"[{'-inf' if feature.min is None else feature.min}, " \
+                 f"{'inf' if feature.max is None else feature.max}]"
+        outside = F.lit(False)
+        if feature.min is not None:
+            outside = outside | (col < F.lit(feature.min))
+        if feature.max is not None:
+            outside = outside | (col > F.lit(feature.max))
+        if feature.min is not None or feature.max is not None:
+            checks.append((outside & ~F.isnan(col), OUT_OF_RANGE,
+                           F.concat(F.lit(f"feature '{feature.name}' is "), col.cast("string"),
+                                    F.lit(f", expected a value in {bounds}"))))
+    return checks
+
+
+def validate(decoded: Decoded, spec: FeatureSpec, settings: ValidationSettings) -> DataFrame:
+    """Add `_reason` and `_message` for the first failed check (null when the record is good)."""
+    from pyspark.sql import functions as F
+
+    size = F.octet_length(F.col("_src_value"))
+    checks = [(size > F.lit(settings.max_record_bytes), TOO_LARGE,
+               F.concat(F.lit("record is "), size.cast("string"),
+                        F.lit(f" bytes, larger than the limit of {settings.max_record_bytes}")))]
+    checks += list(decoded.checks) + _value_checks(spec)
+    reason = F.lit(None).cast("string")
+    message = F.lit(None).cast("string")
+    for cond, code, text in reversed(checks):
+        reason = F.when(F.coalesce(cond, F.lit(False)), F.lit(code)).otherwise(reason)
+        message = F.when(F.coalesce(cond, F.lit(False)), text).otherwise(message)
+    return (decoded.frame.withColumn(REASON, reason).withColumn(MESSAGE, message)
+            .drop(*decoded.helpers))
