@@ -17,15 +17,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     from producers.generator import SPEC
 
     spark = spark_session(args, "scorestream-train")
-    estimator = EstimatorSettings(kind=args.estimator, reg_param=args.reg_param,
-                                  max_iter=args.max_iter, num_trees=args.num_trees,
-                                  max_depth=args.max_depth, seed=args.seed)
-    settings = TrainSettings(registry=Path(args.registry), estimator=estimator, seed=args.seed,
-                             validation_fraction=args.validation_fraction,
-                             promote=not args.no_promote)
+    estimator = EstimatorSettings(
+        kind=args.estimator,
+        reg_param=args.reg_param,
+        max_iter=args.max_iter,
+        num_trees=args.num_trees,
+        max_depth=args.max_depth,
+        seed=args.seed,
+    )
+    settings = TrainSettings(
+        registry=Path(args.registry),
+        estimator=estimator,
+        seed=args.seed,
+        validation_fraction=args.validation_fraction,
+        promote=not args.no_promote,
+    )
     frame = synthetic_frame(spark, args.rows, args.seed)
-    entry = train(spark, frame, SPEC, settings,
-                  fingerprint=f"synthetic:rows={args.rows}:seed={args.seed}", source="synthetic")
+    entry = train(
+        spark,
+        frame,
+        SPEC,
+        settings,
+        fingerprint=f"synthetic:rows={args.rows}:seed={args.seed}",
+        source="synthetic",
+    )
     print(f"v{entry.version}")
     return 0
 
@@ -49,8 +64,10 @@ def cmd_models(args: argparse.Namespace) -> int:
                 continue
             tags = ",".join(a for a, t in aliases.items() if t == v)
             auc = meta.get("metrics", {}).get("roc_auc", float("nan"))
-            print(f"v{v:<8}{meta.get('created_at', '?'):<34}"
-                  f"{meta.get('estimator', {}).get('kind', '?'):<15}{auc:>8.4f}  {tags}")
+            print(
+                f"v{v:<8}{meta.get('created_at', '?'):<34}"
+                f"{meta.get('estimator', {}).get('kind', '?'):<15}{auc:>8.4f}  {tags}"
+            )
     elif args.action == "show":
         entry = reg.get(reg.resolve(args.version))
         print(json.dumps(entry.metadata, indent=2, sort_keys=True))
@@ -68,31 +85,85 @@ def register(command: Command) -> None:
     p = command("train", cmd_train, "train a model on synthetic history and publish it")
     registry_arg(p)
     spark_args(p)
-    opt.add(p, "--rows", env="SCORESTREAM_TRAIN_ROWS", default=50_000, type=opt.positive_int,
-            help="synthetic training rows")
+    opt.add(
+        p,
+        "--rows",
+        env="SCORESTREAM_TRAIN_ROWS",
+        default=50_000,
+        type=opt.positive_int,
+        help="synthetic training rows",
+    )
     opt.add(p, "--seed", env="SCORESTREAM_SEED", default=42, type=int, help="random seed")
-    opt.add(p, "--estimator", env="SCORESTREAM_ESTIMATOR", default="logistic",
-            help="logistic, random_forest or gbt")
-    opt.add(p, "--reg-param", env="SCORESTREAM_REG_PARAM", default=0.01, type=float,
-            help="logistic regression regularisation")
-    opt.add(p, "--max-iter", env="SCORESTREAM_MAX_ITER", default=100, type=opt.positive_int,
-            help="iterations (logistic, gbt)")
-    opt.add(p, "--num-trees", env="SCORESTREAM_NUM_TREES", default=50, type=opt.positive_int,
-            help="trees (random_forest)")
-    opt.add(p, "--max-depth", env="SCORESTREAM_MAX_DEPTH", default=5, type=opt.positive_int,
-            help="tree depth (random_forest, gbt)")
-    opt.add(p, "--validation-fraction", env="SCORESTREAM_VALIDATION_FRACTION", default=0.2,
-            type=float, help="share of rows held out for evaluation")
-    p.add_argument("--no-promote", action="store_true",
-                   help="publish without pointing champion at the new version "
-                        "[env: none, default: false]")
+    opt.add(
+        p,
+        "--estimator",
+        env="SCORESTREAM_ESTIMATOR",
+        default="logistic",
+        help="logistic, random_forest or gbt",
+    )
+    opt.add(
+        p,
+        "--reg-param",
+        env="SCORESTREAM_REG_PARAM",
+        default=0.01,
+        type=float,
+        help="logistic regression regularisation",
+    )
+    opt.add(
+        p,
+        "--max-iter",
+        env="SCORESTREAM_MAX_ITER",
+        default=100,
+        type=opt.positive_int,
+        help="iterations (logistic, gbt)",
+    )
+    opt.add(
+        p,
+        "--num-trees",
+        env="SCORESTREAM_NUM_TREES",
+        default=50,
+        type=opt.positive_int,
+        help="trees (random_forest)",
+    )
+    opt.add(
+        p,
+        "--max-depth",
+        env="SCORESTREAM_MAX_DEPTH",
+        default=5,
+        type=opt.positive_int,
+        help="tree depth (random_forest, gbt)",
+    )
+    opt.add(
+        p,
+        "--validation-fraction",
+        env="SCORESTREAM_VALIDATION_FRACTION",
+        default=0.2,
+        type=float,
+        help="share of rows held out for evaluation",
+    )
+    p.add_argument(
+        "--no-promote",
+        action="store_true",
+        help="publish without pointing champion at the new version [env: none, default: false]",
+    )
 
     p = command("models", cmd_models, "list, show, promote or roll back model versions")
     p.add_argument("action", choices=["list", "show", "promote", "rollback"])
-    p.add_argument("version", nargs="?", default="champion",
-                   help="version for show/promote: vN, N, latest, champion, challenger")
-    p.add_argument("--alias", default="champion", choices=["champion", "challenger"],
-                   help="alias to promote or roll back [env: none, default: champion]")
-    p.add_argument("--reason", default="promoted by hand",
-                   help="why, recorded in the registry [env: none, default: promoted by hand]")
+    p.add_argument(
+        "version",
+        nargs="?",
+        default="champion",
+        help="version for show/promote: vN, N, latest, champion, challenger",
+    )
+    p.add_argument(
+        "--alias",
+        default="champion",
+        choices=["champion", "challenger"],
+        help="alias to promote or roll back [env: none, default: champion]",
+    )
+    p.add_argument(
+        "--reason",
+        default="promoted by hand",
+        help="why, recorded in the registry [env: none, default: promoted by hand]",
+    )
     registry_arg(p)

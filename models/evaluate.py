@@ -23,8 +23,9 @@ def evaluate(scored: DataFrame, label: str, bins: int = 10) -> dict[str, Any]:
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
     from pyspark.sql import functions as F
 
-    frame = scored.select(F.col(label).cast("double").alias("y"), score_column().alias("p"),
-                          "rawPrediction")
+    frame = scored.select(
+        F.col(label).cast("double").alias("y"), score_column().alias("p"), "rawPrediction"
+    )
     frame = frame.cache()
     try:
         roc = BinaryClassificationEvaluator(labelCol="y", metricName="areaUnderROC").evaluate(frame)
@@ -32,22 +33,35 @@ def evaluate(scored: DataFrame, label: str, bins: int = 10) -> dict[str, Any]:
         clipped = F.least(F.greatest(F.col("p"), F.lit(EPS)), F.lit(1 - EPS))
         agg = frame.agg(
             F.count("*").alias("n"),
-            F.avg(-(F.col("y") * F.log(clipped) + (1 - F.col("y")) * F.log(1 - clipped))).alias("ll"),
+            F.avg(-(F.col("y") * F.log(clipped) + (1 - F.col("y")) * F.log(1 - clipped))).alias(
+                "ll"
+            ),
             F.avg((F.col("p") - F.col("y")) ** 2).alias("brier"),
             F.avg("y").alias("positive_rate"),
         ).first()
         bucket = F.least(F.floor(F.col("p") * bins), F.lit(bins - 1)).cast("int")
-        rows = (frame.groupBy(bucket.alias("bin"))
-                .agg(F.count("*").alias("n"), F.avg("p").alias("mean_score"),
-                     F.avg("y").alias("observed_rate"))
-                .orderBy("bin").collect())
+        rows = (
+            frame.groupBy(bucket.alias("bin"))
+            .agg(
+                F.count("*").alias("n"),
+                F.avg("p").alias("mean_score"),
+                F.avg("y").alias("observed_rate"),
+            )
+            .orderBy("bin")
+            .collect()
+        )
     finally:
         frame.unpersist()
     assert agg is not None
     calibration = [
-        {"bin": int(r["bin"]), "lower": r["bin"] / bins, "upper": (r["bin"] + 1) / bins,
-         "n": int(r["n"]), "mean_score": float(r["mean_score"]),
-         "observed_rate": float(r["observed_rate"])}
+        {
+            "bin": int(r["bin"]),
+            "lower": r["bin"] / bins,
+            "upper": (r["bin"] + 1) / bins,
+            "n": int(r["n"]),
+            "mean_score": float(r["mean_score"]),
+            "observed_rate": float(r["observed_rate"]),
+        }
         for r in rows
     ]
     return {
@@ -70,6 +84,8 @@ def format_metrics(metrics: dict[str, Any]) -> str:
         "  calibration:  bin          n   mean score   observed",
     ]
     for row in metrics["calibration"]:
-        lines.append(f"                [{row['lower']:.1f},{row['upper']:.1f}) {row['n']:>8} "
-                     f"  {row['mean_score']:>10.4f}   {row['observed_rate']:>8.4f}")
+        lines.append(
+            f"                [{row['lower']:.1f},{row['upper']:.1f}) {row['n']:>8} "
+            f"  {row['mean_score']:>10.4f}   {row['observed_rate']:>8.4f}"
+        )
     return "\n".join(lines)

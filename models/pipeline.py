@@ -34,12 +34,19 @@ class EstimatorSettings:
 
     def params(self) -> dict[str, Any]:
         if self.kind == "logistic":
-            return {"reg_param": self.reg_param, "elastic_net": self.elastic_net,
-                    "max_iter": self.max_iter}
+            return {
+                "reg_param": self.reg_param,
+                "elastic_net": self.elastic_net,
+                "max_iter": self.max_iter,
+            }
         if self.kind == "random_forest":
             return {"num_trees": self.num_trees, "max_depth": self.max_depth, "seed": self.seed}
-        return {"max_iter": self.max_iter, "max_depth": self.max_depth,
-                "step_size": self.step_size, "seed": self.seed}
+        return {
+            "max_iter": self.max_iter,
+            "max_depth": self.max_depth,
+            "step_size": self.step_size,
+            "seed": self.seed,
+        }
 
 
 def imputed(name: str) -> str:
@@ -65,31 +72,62 @@ def build_pipeline(spec: FeatureSpec, estimator: EstimatorSettings) -> Pipeline:
     stages: list[Any] = []
     numeric = spec.numeric_names
     if numeric:
-        stages.append(Imputer(inputCols=numeric, outputCols=[imputed(n) for n in numeric],
-                              strategy="median"))
+        stages.append(
+            Imputer(inputCols=numeric, outputCols=[imputed(n) for n in numeric], strategy="median")
+        )
     indexed = [f"{c}__index" for c in spec.categorical]
     onehot = [f"{c}__onehot" for c in spec.categorical]
     if spec.categorical:
         # "keep": unseen categories and nulls get their own index instead of failing the batch.
-        stages.append(StringIndexer(inputCols=list(spec.categorical), outputCols=indexed,
-                                    handleInvalid="keep", stringOrderType="frequencyDesc"))
+        stages.append(
+            StringIndexer(
+                inputCols=list(spec.categorical),
+                outputCols=indexed,
+                handleInvalid="keep",
+                stringOrderType="frequencyDesc",
+            )
+        )
         stages.append(OneHotEncoder(inputCols=indexed, outputCols=onehot, handleInvalid="keep"))
-    stages.append(VectorAssembler(inputCols=[imputed(n) for n in numeric] + onehot,
-                                  outputCol="features_raw", handleInvalid="keep"))
-    stages.append(StandardScaler(inputCol="features_raw", outputCol="features",
-                                 withMean=False, withStd=True))
+    stages.append(
+        VectorAssembler(
+            inputCols=[imputed(n) for n in numeric] + onehot,
+            outputCol="features_raw",
+            handleInvalid="keep",
+        )
+    )
+    stages.append(
+        StandardScaler(inputCol="features_raw", outputCol="features", withMean=False, withStd=True)
+    )
     label = spec.label
     if estimator.kind == "logistic":
-        stages.append(LogisticRegression(featuresCol="features", labelCol=label,
-                                         regParam=estimator.reg_param,
-                                         elasticNetParam=estimator.elastic_net,
-                                         maxIter=estimator.max_iter))
+        stages.append(
+            LogisticRegression(
+                featuresCol="features",
+                labelCol=label,
+                regParam=estimator.reg_param,
+                elasticNetParam=estimator.elastic_net,
+                maxIter=estimator.max_iter,
+            )
+        )
     elif estimator.kind == "random_forest":
-        stages.append(RandomForestClassifier(featuresCol="features", labelCol=label,
-                                             numTrees=estimator.num_trees,
-                                             maxDepth=estimator.max_depth, seed=estimator.seed))
+        stages.append(
+            RandomForestClassifier(
+                featuresCol="features",
+                labelCol=label,
+                numTrees=estimator.num_trees,
+                maxDepth=estimator.max_depth,
+                seed=estimator.seed,
+            )
+        )
     else:
-        stages.append(GBTClassifier(featuresCol="features", labelCol=label,
-                                    maxIter=estimator.max_iter, maxDepth=estimator.max_depth,
-                                    stepSize=estimator.step_size, seed=estimator.seed))
+        stages.append(
+            GBTClassifier(
+                featuresCol="features",
+                labelCol=label,
+                maxIter=estimator.max_iter,
+                maxDepth=estimator.max_depth,
+                stepSize=estimator.step_size,
+                seed=estimator.seed,
+            )
+        )
     return Pipeline(stages=stages)

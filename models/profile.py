@@ -40,19 +40,24 @@ def category_bin(column: Column, categories: Sequence[str]) -> Column:
     return expr.otherwise(F.lit(len(categories)))
 
 
-def bin_counts(frame: DataFrame, bins: dict[str, tuple[Column, int]]) -> tuple[int, dict[str, list[int]], dict[str, int]]:
+def bin_counts(
+    frame: DataFrame, bins: dict[str, tuple[Column, int]]
+) -> tuple[int, dict[str, list[int]], dict[str, int]]:
     """Exact integer counts per bin and missing counts, for many columns in one Spark pass."""
     from pyspark.sql import functions as F
 
     aggs = [F.count(F.lit(1)).alias("__rows")]
     for name, (expr, size) in bins.items():
         aggs.append(F.sum(F.when(expr.isNull(), 1).otherwise(0)).alias(f"{name}__missing"))
-        aggs.extend(F.sum(F.when(expr == i, 1).otherwise(0)).alias(f"{name}__{i}")
-                    for i in range(size))
+        aggs.extend(
+            F.sum(F.when(expr == i, 1).otherwise(0)).alias(f"{name}__{i}") for i in range(size)
+        )
     row = frame.agg(*aggs).first()
     assert row is not None
-    counts = {name: [int(row[f"{name}__{i}"] or 0) for i in range(size)]
-              for name, (_, size) in bins.items()}
+    counts = {
+        name: [int(row[f"{name}__{i}"] or 0) for i in range(size)]
+        for name, (_, size) in bins.items()
+    }
     missing = {name: int(row[f"{name}__missing"] or 0) for name in bins}
     return int(row["__rows"]), counts, missing
 
@@ -66,9 +71,11 @@ def build_profile(frame: DataFrame, spec: FeatureSpec, score: Column) -> dict[st
     from pyspark.sql import functions as F
 
     numeric = spec.numeric_names
-    framed = frame.select(*[F.col(n).cast("double").alias(n) for n in numeric],
-                          *[F.col(c).cast("string").alias(c) for c in spec.categorical],
-                          score.alias("__score"))
+    framed = frame.select(
+        *[F.col(n).cast("double").alias(n) for n in numeric],
+        *[F.col(c).cast("string").alias(c) for c in spec.categorical],
+        score.alias("__score"),
+    )
     framed = framed.cache()
     try:
         clean = {n: framed.where(F.col(n).isNotNull() & ~F.isnan(F.col(n))) for n in numeric}
@@ -76,8 +83,14 @@ def build_profile(frame: DataFrame, spec: FeatureSpec, score: Column) -> dict[st
         edges["__score"] = _edges(framed.approxQuantile("__score", DECILES, 1e-4))
         categories: dict[str, list[str]] = {}
         for c in spec.categorical:
-            rows = (framed.where(F.col(c).isNotNull()).groupBy(c).count()
-                    .orderBy(F.desc("count"), F.asc(c)).limit(MAX_CATEGORIES).collect())
+            rows = (
+                framed.where(F.col(c).isNotNull())
+                .groupBy(c)
+                .count()
+                .orderBy(F.desc("count"), F.asc(c))
+                .limit(MAX_CATEGORIES)
+                .collect()
+            )
             categories[c] = [str(r[c]) for r in rows]
         bins: dict[str, tuple[Column, int]] = {
             n: (numeric_bin(F.col(n), edges[n]), len(edges[n]) + 1) for n in [*numeric, "__score"]
@@ -87,13 +100,22 @@ def build_profile(frame: DataFrame, spec: FeatureSpec, score: Column) -> dict[st
         rows_total, counts, missing = bin_counts(framed, bins)
     finally:
         framed.unpersist()
-    rate = (lambda name: missing[name] / rows_total if rows_total else 0.0)
+
+    def rate(name):
+        return missing[name] / rows_total if rows_total else 0.0
+
     return {
         "rows": rows_total,
-        "numeric": {n: {"edges": edges[n], "counts": counts[n], "missing_rate": rate(n)}
-                    for n in numeric},
-        "categorical": {c: {"categories": categories[c], "counts": counts[c],
-                            "missing_rate": rate(c)} for c in spec.categorical},
-        "score": {"edges": edges["__score"], "counts": counts["__score"],
-                  "missing_rate": rate("__score")},
+        "numeric": {
+            n: {"edges": edges[n], "counts": counts[n], "missing_rate": rate(n)} for n in numeric
+        },
+        "categorical": {
+            c: {"categories": categories[c], "counts": counts[c], "missing_rate": rate(c)}
+            for c in spec.categorical
+        },
+        "score": {
+            "edges": edges["__score"],
+            "counts": counts["__score"],
+            "missing_rate": rate("__score"),
+        },
     }

@@ -82,8 +82,10 @@ class Registry:
         text = str(root)
         if "://" in text and not text.startswith("file://"):
             scheme = text.split("://", 1)[0]
-            msg = (f"registry root {text!r}: the {scheme}:// scheme is not supported yet; "
-                   "expected a local or mounted directory (see README, Model registry)")
+            msg = (
+                f"registry root {text!r}: the {scheme}:// scheme is not supported yet; "
+                "expected a local or mounted directory (see README, Model registry)"
+            )
             raise ModelError(msg)
         self.root = Path(text.removeprefix("file://")).expanduser().resolve()
         self.versions_dir = self.root / "versions"
@@ -108,7 +110,9 @@ class Registry:
             raise ModelError(msg)
         return ModelVersion(version=version, path=path, metadata=metadata)
 
-    def publish(self, write: Callable[[Path], dict[str, Any]], profile: dict[str, Any]) -> ModelVersion:
+    def publish(
+        self, write: Callable[[Path], dict[str, Any]], profile: dict[str, Any]
+    ) -> ModelVersion:
         """Stage a new version (`write(model_dir)` saves the model and returns the metadata)."""
         staging = self.root / ".staging" / uuid.uuid4().hex
         staging.mkdir(parents=True)
@@ -157,7 +161,9 @@ class Registry:
             return versions[-1]
         digits = text.removeprefix("v")
         if not digits.isdigit():
-            msg = f"model reference {ref!r} is not valid; expected champion, challenger, latest or vN"
+            msg = (
+                f"model reference {ref!r} is not valid; expected champion, challenger, latest or vN"
+            )
             raise ModelError(msg)
         return int(digits)
 
@@ -212,13 +218,17 @@ class Registry:
         entry = self.get(version)
         trained_with = str(entry.metadata.get("spark_version", ""))
         if trained_with.split(".")[:2] != pyspark.__version__.split(".")[:2]:
-            msg = (f"model {entry.path} was trained with Spark {trained_with or 'unknown'}, "
-                   f"this scorer runs Spark {pyspark.__version__}: retrain or use that Spark")
+            msg = (
+                f"model {entry.path} was trained with Spark {trained_with or 'unknown'}, "
+                f"this scorer runs Spark {pyspark.__version__}: retrain or use that Spark"
+            )
             raise ModelError(msg)
         try:
             model = PipelineModel.load(str(entry.model_path))
         except Exception as exc:  # Py4J and Spark errors: report the path, not a stack
-            first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            first = (
+                str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+            )
             msg = f"cannot load the Spark model at {entry.model_path}: {first}"
             raise ModelError(msg) from exc
         return entry, model

@@ -23,8 +23,13 @@ class NumericFeature:
     allow_nan: bool = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "min": self.min, "max": self.max,
-                "required": self.required, "allow_nan": self.allow_nan}
+        return {
+            "name": self.name,
+            "min": self.min,
+            "max": self.max,
+            "required": self.required,
+            "allow_nan": self.allow_nan,
+        }
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,10 @@ class FeatureSpec:
     def __post_init__(self) -> None:
         names = [f.name for f in self.numeric] + list(self.categorical)
         if not names:
-            msg = "the feature spec declares no features; expected at least one numeric or categorical"
+            msg = (
+                "the feature spec declares no features; "
+                "expected at least one numeric or categorical"
+            )
             raise ConfigError(msg)
         seen: set[str] = set()
         for name in [*names, self.label, self.event_id, self.event_time]:

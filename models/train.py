@@ -1,4 +1,4 @@
-"""Train, evaluate and publish a model: the offline path from historical rows to a registry version."""
+"""Train, evaluate and publish a model: from historical rows to a registry version."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import datetime as dt
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +25,7 @@ class TrainSettings:
     """What to train and where to publish it."""
 
     registry: Path
-    estimator: EstimatorSettings = EstimatorSettings()
+    estimator: EstimatorSettings = field(default_factory=EstimatorSettings)
     validation_fraction: float = 0.2
     seed: int = 42
     promote: bool = True
@@ -58,8 +58,10 @@ def train(
     )
     train_df = train_df.cache()
     n_train = train_df.count()
-    progress(f"fitting {settings.estimator.kind} on {n_train} rows "
-             f"({len(spec.feature_names)} features) ...")
+    progress(
+        f"fitting {settings.estimator.kind} on {n_train} rows "
+        f"({len(spec.feature_names)} features) ..."
+    )
     model = build_pipeline(spec, settings.estimator).fit(train_df)
     progress(f"evaluating on the validation split ({time.monotonic() - started:.1f} s so far) ...")
     metrics = evaluate(model.transform(valid_df), spec.label)
@@ -74,16 +76,22 @@ def train(
             "spark_version": pyspark.__version__,
             "estimator": {"kind": settings.estimator.kind, **settings.estimator.params()},
             "feature_spec": spec.to_dict(),
-            "training": {"source": source, "fingerprint": fingerprint, "rows": n_train,
-                         "validation_fraction": settings.validation_fraction,
-                         "seed": settings.seed},
+            "training": {
+                "source": source,
+                "fingerprint": fingerprint,
+                "rows": n_train,
+                "validation_fraction": settings.validation_fraction,
+                "seed": settings.seed,
+            },
             "metrics": metrics,
         }
 
     registry = Registry(settings.registry)
     entry = registry.publish(write, profile)
-    progress(f"published v{entry.version} to {registry.root} "
-             f"in {time.monotonic() - started:.1f} s\n{format_metrics(metrics)}")
+    progress(
+        f"published v{entry.version} to {registry.root} "
+        f"in {time.monotonic() - started:.1f} s\n{format_metrics(metrics)}"
+    )
     if settings.promote:
         registry.promote(entry.version, "champion", reason="trained and promoted by `train`")
         progress(f"champion -> v{entry.version}")

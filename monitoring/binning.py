@@ -34,8 +34,7 @@ def check_edges(edges: Sequence[float]) -> np.ndarray:
     return arr
 
 
-def bin_index(values: npt.ArrayLike | Sequence[float | None],
-              edges: Sequence[float]) -> np.ndarray:
+def bin_index(values: npt.ArrayLike | Sequence[float | None], edges: Sequence[float]) -> np.ndarray:
     """The bin of each value against inner edges (module doc), MISSING for None/NaN."""
     inner = check_edges(edges)
     arr = np.asarray(values, dtype=np.float64)

@@ -24,12 +24,19 @@ def iter_panels(dashboard: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
 def dashboard_exprs(path: str | Path = DASHBOARD) -> list[str]:
     """The `expr` of every Prometheus target of every panel, in panel order."""
     dashboard = json.loads(Path(path).read_text(encoding="utf-8"))
-    return [target["expr"] for panel in iter_panels(dashboard)
-            for target in panel.get("targets", []) if target.get("expr")]
+    return [
+        target["expr"]
+        for panel in iter_panels(dashboard)
+        for target in panel.get("targets", [])
+        if target.get("expr")
+    ]
 
 
 def rule_exprs(path: str | Path = RULES) -> list[str]:
     """The `expr` of every alerting and recording rule of a Prometheus rules file."""
     rules = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    return [str(rule["expr"]).strip() for group in rules.get("groups", [])
-            for rule in group.get("rules", [])]
+    return [
+        str(rule["expr"]).strip()
+        for group in rules.get("groups", [])
+        for rule in group.get("rules", [])
+    ]

@@ -27,9 +27,21 @@ from monitoring.reference import SCORE_KEY, ReferenceProfile, build_profile_nump
 from monitoring.window import DriftWindow, WindowTotals
 
 __all__ = [
-    "EPSILON", "MISSING", "PREDICTION", "SCORE_KEY", "DriftWindow", "FeatureDrift",
-    "ReferenceProfile", "WindowTotals", "bin_index", "build_profile_numpy", "category_index",
-    "count_bins", "drift_report", "js_distance", "psi",
+    "EPSILON",
+    "MISSING",
+    "PREDICTION",
+    "SCORE_KEY",
+    "DriftWindow",
+    "FeatureDrift",
+    "ReferenceProfile",
+    "WindowTotals",
+    "bin_index",
+    "build_profile_numpy",
+    "category_index",
+    "count_bins",
+    "drift_report",
+    "js_distance",
+    "psi",
 ]
 
 EPSILON = 1e-4
@@ -38,8 +50,9 @@ PREDICTION = "score"  # the feature name drift_report gives the model's score
 Kind = Literal["numeric", "categorical", "prediction"]
 
 
-def _proportions(reference_counts: npt.ArrayLike,
-                 current_counts: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+def _proportions(
+    reference_counts: npt.ArrayLike, current_counts: npt.ArrayLike
+) -> tuple[np.ndarray, np.ndarray]:
     pair = []
     for side, raw in (("reference", reference_counts), ("current", current_counts)):
         arr = np.asarray(raw, dtype=np.float64)
@@ -92,12 +105,15 @@ class FeatureDrift:
     window_rows: int
 
 
-def _compare(feature: str, kind: Kind, reference: np.ndarray, key: str,
-             totals: WindowTotals) -> FeatureDrift:
+def _compare(
+    feature: str, kind: Kind, reference: np.ndarray, key: str, totals: WindowTotals
+) -> FeatureDrift:
     current = totals.counts.get(key, np.zeros_like(reference))
     if current.shape != reference.shape:
-        msg = (f"window counts of {feature!r} have {current.size} bins, "
-               f"the profile has {reference.size}")
+        msg = (
+            f"window counts of {feature!r} have {current.size} bins, "
+            f"the profile has {reference.size}"
+        )
         raise DriftError(msg)
     if reference.sum() > 0 and current.sum() > 0:
         value_psi, value_js = psi(reference, current), js_distance(reference, current)
@@ -107,12 +123,15 @@ def _compare(feature: str, kind: Kind, reference: np.ndarray, key: str,
     return FeatureDrift(feature, kind, value_psi, value_js, rate, totals.rows)
 
 
-def drift_report(profile: ReferenceProfile, window: DriftWindow | WindowTotals,
-                 ) -> list[FeatureDrift]:
+def drift_report(
+    profile: ReferenceProfile,
+    window: DriftWindow | WindowTotals,
+) -> list[FeatureDrift]:
     """Drift of every profiled feature, then of the score (named PREDICTION, kind prediction)."""
     totals = window.totals() if isinstance(window, DriftWindow) else window
     report = [_compare(n, "numeric", r.counts, n, totals) for n, r in profile.numeric.items()]
-    report += [_compare(n, "categorical", r.counts, n, totals)
-               for n, r in profile.categorical.items()]
+    report += [
+        _compare(n, "categorical", r.counts, n, totals) for n, r in profile.categorical.items()
+    ]
     report.append(_compare(PREDICTION, "prediction", profile.score.counts, SCORE_KEY, totals))
     return report

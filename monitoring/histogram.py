@@ -39,8 +39,9 @@ class BulkHistogram(Collector):
         """Count each value in the first bucket whose upper bound is >= it; NaNs are ignored."""
         arr = np.asarray(values, dtype=np.float64).ravel()
         arr = arr[~np.isnan(arr)]
-        per_bucket = np.bincount(np.searchsorted(self._bounds, arr, side="left"),
-                                 minlength=self._bounds.size)
+        per_bucket = np.bincount(
+            np.searchsorted(self._bounds, arr, side="left"), minlength=self._bounds.size
+        )
         with self._lock:
             self._counts += per_bucket
             self._sum += float(arr.sum())
@@ -52,7 +53,9 @@ class BulkHistogram(Collector):
         with self._lock:
             cumulative = np.cumsum(self._counts)
             total = self._sum
-        buckets = [(floatToGoString(b), float(c)) for b, c in zip(self._bounds, cumulative,
-                                                                 strict=True)]
-        return [HistogramMetricFamily(self.name, self.documentation, buckets=buckets,
-                                      sum_value=total)]
+        buckets = [
+            (floatToGoString(b), float(c)) for b, c in zip(self._bounds, cumulative, strict=True)
+        ]
+        return [
+            HistogramMetricFamily(self.name, self.documentation, buckets=buckets, sum_value=total)
+        ]

@@ -33,10 +33,30 @@ log = logging.getLogger(__name__)
 
 # The scorer's dead-letter reason codes (streaming.validate.REASONS must stay within this set).
 DEAD_LETTER_REASONS = (
-    "DECODE_ERROR", "MISSING_FIELD", "WRONG_TYPE", "NOT_FINITE", "OUT_OF_RANGE", "TOO_LARGE",
+    "DECODE_ERROR",
+    "MISSING_FIELD",
+    "WRONG_TYPE",
+    "NOT_FINITE",
+    "OUT_OF_RANGE",
+    "TOO_LARGE",
 )
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0,
-                   30.0, 60.0)
+LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.075,
+    0.1,
+    0.25,
+    0.5,
+    0.75,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+)
 BATCH_DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 
 
@@ -58,23 +78,27 @@ class _DriftCollector(Collector):
             "psi": GaugeMetricFamily(
                 "scorestream_feature_psi",
                 "Population stability index of a feature, drift window vs training profile.",
-                labels=["feature", "kind"]),
+                labels=["feature", "kind"],
+            ),
             "js": GaugeMetricFamily(
                 "scorestream_feature_js_distance",
                 "Jensen-Shannon distance (base 2) of a feature, drift window vs training.",
-                labels=["feature", "kind"]),
+                labels=["feature", "kind"],
+            ),
             "missing": GaugeMetricFamily(
                 "scorestream_feature_missing_ratio",
                 "Share of rows in the drift window where the feature is missing.",
-                labels=["feature"]),
-            "rows": GaugeMetricFamily(
-                "scorestream_drift_window_rows", "Rows in the drift window."),
+                labels=["feature"],
+            ),
+            "rows": GaugeMetricFamily("scorestream_drift_window_rows", "Rows in the drift window."),
             "prediction_psi": GaugeMetricFamily(
                 "scorestream_prediction_psi",
-                "Population stability index of the model score, drift window vs training."),
+                "Population stability index of the model score, drift window vs training.",
+            ),
             "prediction_js": GaugeMetricFamily(
                 "scorestream_prediction_js_distance",
-                "Jensen-Shannon distance (base 2) of the model score, drift window vs training."),
+                "Jensen-Shannon distance (base 2) of the model score, drift window vs training.",
+            ),
         }
 
     def describe(self) -> Iterable[Metric]:
@@ -107,77 +131,115 @@ class ScorerMetrics:
     drift of any other name is dropped with a warning so the label set stays bounded.
     """
 
-    def __init__(self, registry: CollectorRegistry | None = None,
-                 features: Sequence[str] = ()) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, features: Sequence[str] = ()
+    ) -> None:
         self.registry = REGISTRY if registry is None else registry
         self.features = frozenset(features)
         r = self.registry
         self.records_in = Counter(
-            "scorestream_records_in_total", "Records read from the input topic.", registry=r)
+            "scorestream_records_in_total", "Records read from the input topic.", registry=r
+        )
         self.records_scored = Counter(
-            "scorestream_records_scored_total", "Records scored and written to the output topic.",
-            registry=r)
+            "scorestream_records_scored_total",
+            "Records scored and written to the output topic.",
+            registry=r,
+        )
         self.records_dead_lettered = Counter(
             "scorestream_records_dead_lettered_total",
-            "Records sent to the dead-letter topic, by reason.", ["reason"], registry=r)
+            "Records sent to the dead-letter topic, by reason.",
+            ["reason"],
+            registry=r,
+        )
         for reason in DEAD_LETTER_REASONS:  # every reason exists from the start, so rate() works
             self.records_dead_lettered.labels(reason=reason)
         self.model_load_failures = Counter(
             "scorestream_model_load_failures_total",
-            "Failed attempts to load a model version from the registry.", registry=r)
+            "Failed attempts to load a model version from the registry.",
+            registry=r,
+        )
         self.model_swaps = Counter(
             "scorestream_model_swaps_total",
-            "Times the scorer switched to another model version or alias.", registry=r)
+            "Times the scorer switched to another model version or alias.",
+            registry=r,
+        )
         self.batch_duration = Histogram(
-            "scorestream_batch_duration_seconds", "Wall time to process one micro-batch.",
-            buckets=BATCH_DURATION_BUCKETS, registry=r)
+            "scorestream_batch_duration_seconds",
+            "Wall time to process one micro-batch.",
+            buckets=BATCH_DURATION_BUCKETS,
+            registry=r,
+        )
         self.end_to_end_latency = BulkHistogram(
             "scorestream_end_to_end_latency_seconds",
-            "Time from a record's event time to its score being written.", LATENCY_BUCKETS)
+            "Time from a record's event time to its score being written.",
+            LATENCY_BUCKETS,
+        )
         r.register(self.end_to_end_latency)
         self.input_rows_per_second = Gauge(
             "scorestream_input_rows_per_second",
-            "Input rate of the last query progress report.", registry=r)
+            "Input rate of the last query progress report.",
+            registry=r,
+        )
         self.offsets_behind_latest = Gauge(
             "scorestream_offsets_behind_latest",
             "Offsets between the query's position and the latest offsets of the input topic "
-            "(NaN when Spark does not report it).", registry=r)
+            "(NaN when Spark does not report it).",
+            registry=r,
+        )
         self.last_batch_completed = Gauge(
             "scorestream_last_batch_completed_timestamp_seconds",
-            "Unix time the last micro-batch finished (0 before the first).", registry=r)
+            "Unix time the last micro-batch finished (0 before the first).",
+            registry=r,
+        )
         self.batch_id = Gauge("scorestream_batch_id", "Id of the last micro-batch.", registry=r)
         self.model_info = Gauge(
-            "scorestream_model_info", "The model version being served (value is always 1).",
-            ["version", "alias"], registry=r)
+            "scorestream_model_info",
+            "The model version being served (value is always 1).",
+            ["version", "alias"],
+            registry=r,
+        )
         self.shadow_agreement = Gauge(
             "scorestream_shadow_agreement_ratio",
             "Share of records where the shadow model's decision equals the served model's.",
-            registry=r)
+            registry=r,
+        )
         self.shadow_mean_abs_diff = Gauge(
             "scorestream_shadow_score_mean_abs_diff",
-            "Mean absolute difference between shadow and served scores.", registry=r)
+            "Mean absolute difference between shadow and served scores.",
+            registry=r,
+        )
         self.shadow_records = Counter(
-            "scorestream_shadow_records_total", "Records scored by the shadow model.",
-            registry=r)
+            "scorestream_shadow_records_total", "Records scored by the shadow model.", registry=r
+        )
         self._drift = _DriftCollector()
         r.register(self._drift)
         self._model: tuple[str, str] | None = None
         self._lock = threading.Lock()
 
-    def record_batch(self, records_in: int, scored: int,
-                     dead_lettered_by_reason: Mapping[str, int], duration_s: float,
-                     latencies_s: Sequence[float] | npt.NDArray, batch_id: int,
-                     completed_at: float) -> None:
+    def record_batch(
+        self,
+        records_in: int,
+        scored: int,
+        dead_lettered_by_reason: Mapping[str, int],
+        duration_s: float,
+        latencies_s: Sequence[float] | npt.NDArray,
+        batch_id: int,
+        completed_at: float,
+    ) -> None:
         """Count one finished micro-batch; completed_at is a Unix timestamp in seconds."""
         unknown = set(dead_lettered_by_reason) - set(DEAD_LETTER_REASONS)
         if unknown:
-            msg = (f"unknown dead-letter reason(s) {sorted(unknown)!r}; "
-                   f"valid reasons are {list(DEAD_LETTER_REASONS)!r}")
+            msg = (
+                f"unknown dead-letter reason(s) {sorted(unknown)!r}; "
+                f"valid reasons are {list(DEAD_LETTER_REASONS)!r}"
+            )
             raise MetricsError(msg)
         counts = [records_in, scored, *dead_lettered_by_reason.values()]
         if any(c < 0 for c in counts):
-            msg = (f"record counts must be >= 0, got {records_in=}, {scored=}, "
-                   f"dead-lettered {dict(dead_lettered_by_reason)!r}")
+            msg = (
+                f"record counts must be >= 0, got {records_in=}, {scored=}, "
+                f"dead-lettered {dict(dead_lettered_by_reason)!r}"
+            )
             raise MetricsError(msg)
         self.records_in.inc(records_in)
         self.records_scored.inc(scored)
@@ -188,12 +250,14 @@ class ScorerMetrics:
         self.batch_id.set(batch_id)
         self.last_batch_completed.set(completed_at)
 
-    def set_progress(self, input_rows_per_second: float,
-                     offsets_behind_latest: float | None) -> None:
+    def set_progress(
+        self, input_rows_per_second: float, offsets_behind_latest: float | None
+    ) -> None:
         """Values from Spark's query progress; None (not reported) is exported as NaN."""
         self.input_rows_per_second.set(input_rows_per_second)
         self.offsets_behind_latest.set(
-            math.nan if offsets_behind_latest is None else offsets_behind_latest)
+            math.nan if offsets_behind_latest is None else offsets_behind_latest
+        )
 
     def set_model(self, version: int | str, alias: str) -> None:
         """Point model_info at this model; a change after the first call counts as a swap."""
@@ -213,8 +277,11 @@ class ScorerMetrics:
     def set_drift(self, report: Sequence[FeatureDrift]) -> None:
         """Publish the latest drift_report (replacing the previous one as a whole)."""
         if self.features:
-            dropped = [d.feature for d in report
-                       if d.kind != "prediction" and d.feature not in self.features]
+            dropped = [
+                d.feature
+                for d in report
+                if d.kind != "prediction" and d.feature not in self.features
+            ]
             if dropped:
                 log.warning("drift of features outside the profile is not exported: %s", dropped)
                 report = [d for d in report if d.feature not in dropped]
@@ -227,8 +294,7 @@ class ScorerMetrics:
         self.shadow_records.inc(n)
 
 
-def serve(metrics: ScorerMetrics, addr: str = "127.0.0.1",
-          port: int = 0) -> tuple[WSGIServer, int]:
+def serve(metrics: ScorerMetrics, addr: str = "127.0.0.1", port: int = 0) -> tuple[WSGIServer, int]:
     """Serve /metrics in a daemon thread; returns the server and the port actually bound."""
     server, _thread = start_http_server(port, addr=addr, registry=metrics.registry)
     return server, int(server.server_port)

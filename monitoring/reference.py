@@ -66,8 +66,11 @@ class NumericReference:
             raise DriftError(msg) from exc
 
     def to_dict(self) -> dict[str, Any]:
-        return {"edges": list(self.edges), "counts": self.counts.tolist(),
-                "missing_rate": self.missing_rate}
+        return {
+            "edges": list(self.edges),
+            "counts": self.counts.tolist(),
+            "missing_rate": self.missing_rate,
+        }
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,11 @@ class CategoricalReference:
             raise DriftError(msg) from exc
 
     def to_dict(self) -> dict[str, Any]:
-        return {"categories": list(self.categories), "counts": self.counts.tolist(),
-                "missing_rate": self.missing_rate}
+        return {
+            "categories": list(self.categories),
+            "counts": self.counts.tolist(),
+            "missing_rate": self.missing_rate,
+        }
 
 
 @dataclass(frozen=True)
@@ -111,17 +117,25 @@ class ReferenceProfile:
         if not isinstance(raw, Mapping) or "score" not in raw or "rows" not in raw:
             msg = "a reference profile needs 'numeric', 'categorical', 'score' and 'rows' keys"
             raise DriftError(msg)
-        numeric = {str(n): NumericReference.from_dict(v, f"numeric feature {n!r}")
-                   for n, v in raw.get("numeric", {}).items()}
-        categorical = {str(n): CategoricalReference.from_dict(v, f"categorical feature {n!r}")
-                       for n, v in raw.get("categorical", {}).items()}
+        numeric = {
+            str(n): NumericReference.from_dict(v, f"numeric feature {n!r}")
+            for n, v in raw.get("numeric", {}).items()
+        }
+        categorical = {
+            str(n): CategoricalReference.from_dict(v, f"categorical feature {n!r}")
+            for n, v in raw.get("categorical", {}).items()
+        }
         names = set(numeric) | set(categorical)
         clash = (set(numeric) & set(categorical)) | ({SCORE_KEY} & names)
         if clash:
             msg = f"feature names must be unique and not {SCORE_KEY!r}, got {sorted(clash)!r}"
             raise DriftError(msg)
-        return cls(numeric, categorical, NumericReference.from_dict(raw["score"], "score"),
-                   int(raw["rows"]))
+        return cls(
+            numeric,
+            categorical,
+            NumericReference.from_dict(raw["score"], "score"),
+            int(raw["rows"]),
+        )
 
     @classmethod
     def from_json(cls, path: str | Path) -> ReferenceProfile:
@@ -129,9 +143,12 @@ class ReferenceProfile:
         return cls.from_dict(json.loads(Path(path).read_text(encoding="utf-8")))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"numeric": {n: r.to_dict() for n, r in self.numeric.items()},
-                "categorical": {n: r.to_dict() for n, r in self.categorical.items()},
-                "score": self.score.to_dict(), "rows": self.rows}
+        return {
+            "numeric": {n: r.to_dict() for n, r in self.numeric.items()},
+            "categorical": {n: r.to_dict() for n, r in self.categorical.items()},
+            "score": self.score.to_dict(),
+            "rows": self.rows,
+        }
 
     def sizes(self) -> dict[str, int]:
         """Bins per feature (and SCORE_KEY): the shape every window and batch count must have."""
@@ -140,14 +157,25 @@ class ReferenceProfile:
         sizes[SCORE_KEY] = len(self.score.counts)
         return sizes
 
-    def count_batch(self, columns: Mapping[str, npt.ArrayLike], score: npt.ArrayLike,
-                    ) -> tuple[int, dict[str, np.ndarray], dict[str, int]]:
+    def count_batch(
+        self,
+        columns: Mapping[str, npt.ArrayLike],
+        score: npt.ArrayLike,
+    ) -> tuple[int, dict[str, np.ndarray], dict[str, int]]:
         """Rows, counts per bin and missing counts of a batch, ready for DriftWindow.add_batch."""
         score_arr = np.asarray(score, dtype=np.float64)
-        binned = {n: (bin_index(columns[n], r.edges), len(r.counts))
-                  for n, r in self.numeric.items()}
-        binned.update({n: (category_index(np.asarray(columns[n], dtype=object), r.categories),
-                           len(r.counts)) for n, r in self.categorical.items()})
+        binned = {
+            n: (bin_index(columns[n], r.edges), len(r.counts)) for n, r in self.numeric.items()
+        }
+        binned.update(
+            {
+                n: (
+                    category_index(np.asarray(columns[n], dtype=object), r.categories),
+                    len(r.counts),
+                )
+                for n, r in self.categorical.items()
+            }
+        )
         binned[SCORE_KEY] = (bin_index(score_arr, self.score.edges), len(self.score.counts))
         counts: dict[str, np.ndarray] = {}
         missing: dict[str, int] = {}
@@ -179,9 +207,13 @@ def _empty(size: int) -> np.ndarray:
     return np.zeros(size, dtype=np.int64)
 
 
-def build_profile_numpy(columns: Mapping[str, npt.ArrayLike], numeric: Sequence[str],
-                        categorical: Sequence[str], score: npt.ArrayLike,
-                        bins: int = 10) -> ReferenceProfile:
+def build_profile_numpy(
+    columns: Mapping[str, npt.ArrayLike],
+    numeric: Sequence[str],
+    categorical: Sequence[str],
+    score: npt.ArrayLike,
+    bins: int = 10,
+) -> ReferenceProfile:
     """The profile of training arrays: the reference implementation of the Spark build.
 
     Edges are the np.quantile deciles (for bins=10) of the non-missing values, deduplicated, so a

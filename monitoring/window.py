@@ -48,8 +48,13 @@ class _Batch:
 class DriftWindow:
     """Per-feature bin counts of the last N rows or the last T seconds (module doc)."""
 
-    def __init__(self, *, max_rows: int | None = None, max_age_s: float | None = None,
-                 sizes: Mapping[str, int] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        max_rows: int | None = None,
+        max_age_s: float | None = None,
+        sizes: Mapping[str, int] | None = None,
+    ) -> None:
         """sizes (bins per feature) fixes the shape; without it the first batch does."""
         if max_rows is None and max_age_s is None:
             msg = "a drift window needs max_rows or max_age_s (or both)"
@@ -79,11 +84,18 @@ class DriftWindow:
     def __len__(self) -> int:
         return len(self._batches)
 
-    def _checked(self, ts: float, n_rows: int, counts: Mapping[str, npt.ArrayLike],
-                 missing: Mapping[str, int]) -> _Batch:
+    def _checked(
+        self,
+        ts: float,
+        n_rows: int,
+        counts: Mapping[str, npt.ArrayLike],
+        missing: Mapping[str, int],
+    ) -> _Batch:
         if set(counts) != set(self._counts) or not set(missing) <= set(self._counts):
-            msg = (f"batch features {sorted(counts)!r} (missing: {sorted(missing)!r}) do not "
-                   f"match the window's {sorted(self._counts)!r}")
+            msg = (
+                f"batch features {sorted(counts)!r} (missing: {sorted(missing)!r}) do not "
+                f"match the window's {sorted(self._counts)!r}"
+            )
             raise DriftError(msg)
         checked: dict[str, np.ndarray] = {}
         gaps: dict[str, int] = {}
@@ -91,18 +103,27 @@ class DriftWindow:
             arr = np.asarray(counts[name])
             gaps[name] = int(missing.get(name, 0))
             if arr.shape != total.shape or arr.dtype.kind not in "iu" or np.any(arr < 0):
-                msg = (f"counts of {name!r} must be {total.size} non-negative integers, "
-                       f"got {arr.tolist()!r}")
+                msg = (
+                    f"counts of {name!r} must be {total.size} non-negative integers, "
+                    f"got {arr.tolist()!r}"
+                )
                 raise DriftError(msg)
             if int(arr.sum()) + gaps[name] != n_rows or gaps[name] < 0:
-                msg = (f"counts of {name!r} ({int(arr.sum())}) plus missing ({gaps[name]}) "
-                       f"must equal the batch rows ({n_rows})")
+                msg = (
+                    f"counts of {name!r} ({int(arr.sum())}) plus missing ({gaps[name]}) "
+                    f"must equal the batch rows ({n_rows})"
+                )
                 raise DriftError(msg)
             checked[name] = arr.astype(np.int64, copy=True)
         return _Batch(float(ts), n_rows, checked, gaps)
 
-    def add_batch(self, ts: float, n_rows: int, counts: Mapping[str, npt.ArrayLike],
-                  missing: Mapping[str, int]) -> None:
+    def add_batch(
+        self,
+        ts: float,
+        n_rows: int,
+        counts: Mapping[str, npt.ArrayLike],
+        missing: Mapping[str, int],
+    ) -> None:
         """Add one batch: per feature, bin counts plus missing must add up to n_rows."""
         if n_rows < 0:
             msg = f"n_rows must be >= 0, got {n_rows}"
@@ -135,6 +156,9 @@ class DriftWindow:
 
     def totals(self) -> WindowTotals:
         """A copy of the merged counts (exact integers), rows and missing counts."""
-        return WindowTotals(rows=self._rows, batches=len(self._batches),
-                            counts={n: c.copy() for n, c in self._counts.items()},
-                            missing=dict(self._missing))
+        return WindowTotals(
+            rows=self._rows,
+            batches=len(self._batches),
+            counts={n: c.copy() for n, c in self._counts.items()},
+            missing=dict(self._missing),
+        )

@@ -13,13 +13,18 @@ from scorestream.cli_common import Command, kafka_args, kafka_settings
 def cmd_produce(args: argparse.Namespace) -> int:
     from producers.publisher import ProduceSettings, publish
 
-    settings = ProduceSettings(topic=args.topic, count=args.count, rate=args.rate,
-                               seed=args.seed, fmt=args.format)
+    settings = ProduceSettings(
+        topic=args.topic, count=args.count, rate=args.rate, seed=args.seed, fmt=args.format
+    )
 
     def progress(sent: int, elapsed: float) -> None:
         rate = sent / elapsed if elapsed > 0 else 0.0
-        print(f"\rpublished {sent}/{settings.count} ({rate:,.0f}/s)", end="", file=sys.stderr,
-              flush=True)
+        print(
+            f"\rpublished {sent}/{settings.count} ({rate:,.0f}/s)",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
     delivered = publish(kafka_settings(args), settings, progress=progress)
     print(f"\npublished {delivered} events to {args.topic}", file=sys.stderr)
@@ -39,9 +44,11 @@ def cmd_consume(args: argparse.Namespace) -> int:
         if not args.summary:
             print(json.dumps(record), flush=True)
     if args.summary:
-        print(f"{summary.count} scores, {len(summary.ids)} distinct events, versions "
-              f"{dict(sorted(summary.versions.items()))}, latency p50 "
-              f"{summary.percentile(50):.0f} ms p99 {summary.percentile(99):.0f} ms")
+        print(
+            f"{summary.count} scores, {len(summary.ids)} distinct events, versions "
+            f"{dict(sorted(summary.versions.items()))}, latency p50 "
+            f"{summary.percentile(50):.0f} ms p99 {summary.percentile(99):.0f} ms"
+        )
     return 0
 
 
@@ -50,20 +57,48 @@ def register(command: Command) -> None:
     p = command("produce", cmd_produce, "publish synthetic feature events")
     kafka_args(p)
     opt.add(p, "--topic", env="SCORESTREAM_INPUT_TOPIC", default="features", help="topic")
-    opt.add(p, "--count", env="SCORESTREAM_PRODUCE_COUNT", default=10_000,
-            type=opt.positive_int, help="events to publish")
-    opt.add(p, "--rate", env="SCORESTREAM_PRODUCE_RATE", default=0.0,
-            type=opt.non_negative_float, help="events per second (0: as fast as possible)")
+    opt.add(
+        p,
+        "--count",
+        env="SCORESTREAM_PRODUCE_COUNT",
+        default=10_000,
+        type=opt.positive_int,
+        help="events to publish",
+    )
+    opt.add(
+        p,
+        "--rate",
+        env="SCORESTREAM_PRODUCE_RATE",
+        default=0.0,
+        type=opt.non_negative_float,
+        help="events per second (0: as fast as possible)",
+    )
     opt.add(p, "--seed", env="SCORESTREAM_SEED", default=7, type=int, help="random seed")
-    opt.add(p, "--format", env="SCORESTREAM_FORMAT", default="json",
-            help="json, avro or confluent-avro")
+    opt.add(
+        p, "--format", env="SCORESTREAM_FORMAT", default="json", help="json, avro or confluent-avro"
+    )
 
     p = command("consume", cmd_consume, "subscribe to the score topic and print records")
     kafka_args(p)
     opt.add(p, "--topic", env="SCORESTREAM_OUTPUT_TOPIC", default="scores", help="topic")
-    opt.add(p, "--count", env="SCORESTREAM_CONSUME_COUNT", default=0, type=int,
-            help="stop after this many records (0: until the timeout)")
-    opt.add(p, "--timeout", env="SCORESTREAM_CONSUME_TIMEOUT", default=30.0,
-            type=opt.non_negative_float, help="seconds to wait")
-    p.add_argument("--summary", action="store_true",
-                   help="print one summary line instead of records [env: none, default: false]")
+    opt.add(
+        p,
+        "--count",
+        env="SCORESTREAM_CONSUME_COUNT",
+        default=0,
+        type=int,
+        help="stop after this many records (0: until the timeout)",
+    )
+    opt.add(
+        p,
+        "--timeout",
+        env="SCORESTREAM_CONSUME_TIMEOUT",
+        default=30.0,
+        type=opt.non_negative_float,
+        help="seconds to wait",
+    )
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="print one summary line instead of records [env: none, default: false]",
+    )

@@ -9,8 +9,18 @@ import numpy as np
 
 from models.spec import FeatureSpec, NumericFeature
 
-CATEGORIES = ("grocery", "fuel", "restaurant", "travel", "electronics", "fashion",
-              "gambling", "digital_goods", "pharmacy", "utilities")
+CATEGORIES = (
+    "grocery",
+    "fuel",
+    "restaurant",
+    "travel",
+    "electronics",
+    "fashion",
+    "gambling",
+    "digital_goods",
+    "pharmacy",
+    "utilities",
+)
 CATEGORY_WEIGHTS = (0.22, 0.12, 0.16, 0.06, 0.08, 0.1, 0.03, 0.08, 0.07, 0.08)
 CATEGORY_RISK = {"gambling": 1.6, "digital_goods": 1.1, "electronics": 0.9, "travel": 0.5}
 COUNTRIES = ("DE", "FR", "GB", "US", "NL", "ES", "IT", "BR", "NG", "IN")
@@ -40,7 +50,9 @@ class Drift:
     factor: float = 1.0
 
 
-def generate_columns(n: int, seed: int, start: int = 0, drift: Drift | None = None) -> dict[str, np.ndarray]:
+def generate_columns(
+    n: int, seed: int, start: int = 0, drift: Drift | None = None
+) -> dict[str, np.ndarray]:
     """`n` events as columns (numpy arrays), labels included; the same seed gives the same data."""
     rng = np.random.default_rng(seed)
     amount = np.round(rng.lognormal(mean=3.4, sigma=1.1, size=n), 2)
@@ -54,8 +66,12 @@ def generate_columns(n: int, seed: int, start: int = 0, drift: Drift | None = No
     if drift is not None and drift.factor != 1.0:
         index = np.arange(start, start + n)
         shifted = index >= drift.after
-        cols = {"amount": amount, "distance_from_home_km": distance, "card_age_days": card_age,
-                "transactions_last_24h": tx24}
+        cols = {
+            "amount": amount,
+            "distance_from_home_km": distance,
+            "card_age_days": card_age,
+            "transactions_last_24h": tx24,
+        }
         cols[drift.feature][shifted] *= drift.factor
     # The hidden rule: risk grows with amount, night hours, distance, new cards, online,
     # bursts of transactions and some merchant categories and countries.
@@ -89,7 +105,9 @@ def generate_columns(n: int, seed: int, start: int = 0, drift: Drift | None = No
 
 def _hour_weights() -> np.ndarray:
     hours = np.arange(24)
-    weights = 1.0 + 2.0 * np.exp(-((hours - 13) ** 2) / 18.0) + 1.2 * np.exp(-((hours - 19) ** 2) / 8.0)
+    weights = (
+        1.0 + 2.0 * np.exp(-((hours - 13) ** 2) / 18.0) + 1.2 * np.exp(-((hours - 19) ** 2) / 8.0)
+    )
     return np.asarray(weights / weights.sum())
 
 

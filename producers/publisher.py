@@ -30,10 +30,16 @@ class Publisher:
     """A thin confluent-kafka producer: no I/O in __init__, flush on exit, our own errors."""
 
     def __init__(self, kafka: KafkaSettings, **overrides: Any) -> None:
-        self.config = kafka.confluent(**{
-            "acks": "all", "enable.idempotence": True, "linger.ms": 5,
-            "batch.num.messages": 10_000, "compression.type": "lz4", **overrides,
-        })
+        self.config = kafka.confluent(
+            **{
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "batch.num.messages": 10_000,
+                "compression.type": "lz4",
+                **overrides,
+            }
+        )
         self.bootstrap = kafka.bootstrap
         self._producer: Any = None
         self.errors: list[str] = []
@@ -54,12 +60,18 @@ class Publisher:
         else:
             self.delivered += 1
 
-    def send(self, topic: str, value: bytes, key: bytes | None = None,
-             headers: list[tuple[str, bytes]] | None = None) -> None:
+    def send(
+        self,
+        topic: str,
+        value: bytes,
+        key: bytes | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
         while True:
             try:
-                self._producer.produce(topic, value=value, key=key, headers=headers,
-                                       on_delivery=self._on_delivery)
+                self._producer.produce(
+                    topic, value=value, key=key, headers=headers, on_delivery=self._on_delivery
+                )
                 break
             except BufferError:
                 self._producer.poll(0.05)
@@ -71,8 +83,10 @@ class Publisher:
         remaining = self._producer.flush(timeout_s)
         if remaining or self.errors:
             first = self.errors[0] if self.errors else f"{remaining} messages still queued"
-            msg = (f"publishing to {self.bootstrap} failed for "
-                   f"{len(self.errors) + remaining} messages: {first}")
+            msg = (
+                f"publishing to {self.bootstrap} failed for "
+                f"{len(self.errors) + remaining} messages: {first}"
+            )
             raise StackError(msg)
 
 
@@ -84,8 +98,11 @@ def publish(
 ) -> int:
     """Publish events (synthetic by default), paced to `rate`; returns the count delivered."""
     encode = encoder(settings.fmt)
-    source = events if events is not None else iter_events(settings.count, settings.seed,
-                                                            drift=settings.drift)
+    source = (
+        events
+        if events is not None
+        else iter_events(settings.count, settings.seed, drift=settings.drift)
+    )
     started = time.monotonic()
     sent = 0
     try:

@@ -39,25 +39,37 @@ class ScoreSummary:
         return ordered[index]
 
 
-def consumer(kafka: KafkaSettings, topic: str, group: str | None = None,
-             from_beginning: bool = True, isolation: str = "read_uncommitted") -> Any:
+def consumer(
+    kafka: KafkaSettings,
+    topic: str,
+    group: str | None = None,
+    from_beginning: bool = True,
+    isolation: str = "read_uncommitted",
+) -> Any:
     """A confluent-kafka consumer subscribed to `topic` (a fresh group unless one is given)."""
     from confluent_kafka import Consumer
 
-    conf = kafka.confluent(**{
-        "group.id": group or f"scorestream-consume-{uuid.uuid4().hex[:8]}",
-        "auto.offset.reset": "earliest" if from_beginning else "latest",
-        "enable.auto.commit": group is not None,
-        "isolation.level": isolation,
-    })
+    conf = kafka.confluent(
+        **{
+            "group.id": group or f"scorestream-consume-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest" if from_beginning else "latest",
+            "enable.auto.commit": group is not None,
+            "isolation.level": isolation,
+        }
+    )
     c = Consumer(conf)
     c.subscribe([topic])
     return c
 
 
-def iter_scores(kafka: KafkaSettings, topic: str, until: Callable[[ScoreSummary], bool],
-                timeout_s: float, summary: ScoreSummary | None = None,
-                from_beginning: bool = True) -> Iterator[dict[str, Any]]:
+def iter_scores(
+    kafka: KafkaSettings,
+    topic: str,
+    until: Callable[[ScoreSummary], bool],
+    timeout_s: float,
+    summary: ScoreSummary | None = None,
+    from_beginning: bool = True,
+) -> Iterator[dict[str, Any]]:
     """Yield decoded score records until `until(summary)` holds or `timeout_s` passes."""
     seen = summary if summary is not None else ScoreSummary()
     c = consumer(kafka, topic, from_beginning=from_beginning)

@@ -45,8 +45,11 @@ def cmd_jars(_args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from scorestream.demo import DemoSettings, run_demo
 
-    return run_demo(DemoSettings(events=args.events, rate=args.rate, state=Path(STATE),
-                                 port=args.port, keep=args.keep))
+    return run_demo(
+        DemoSettings(
+            events=args.events, rate=args.rate, state=Path(STATE), port=args.port, keep=args.keep
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,8 +62,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time ML scoring over Kafka with Spark Structured Streaming.",
     )
     parser.add_argument("--version", action="version", version=f"scorestream {__version__}")
-    opt.add(parser, "--log-level", env="SCORESTREAM_LOG_LEVEL", default="WARNING",
-            help="level of scorestream's own log messages")
+    opt.add(
+        parser,
+        "--log-level",
+        env="SCORESTREAM_LOG_LEVEL",
+        default="WARNING",
+        help="level of scorestream's own log messages",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, handler: Handler, text: str) -> argparse.ArgumentParser:
@@ -77,23 +85,45 @@ def build_parser() -> argparse.ArgumentParser:
     register_producers(command)
 
     p = command("demo", cmd_demo, "run the whole path end to end on a local stack")
-    opt.add(p, "--events", env="DEMO_EVENTS", default=20_000, type=opt.positive_int,
-            help="events to publish and score")
-    opt.add(p, "--rate", env="DEMO_RATE", default=0.0, type=opt.non_negative_float,
-            help="events per second (0: as fast as possible)")
-    opt.add(p, "--port", env="SCORESTREAM_STACK_PORT", default=9092, type=opt.positive_int,
-            help="broker port of the demo's stack")
-    p.add_argument("--keep", action="store_true",
-                   help="leave the stack and scorer running until Ctrl-C "
-                        "[env: none, default: false]")
+    opt.add(
+        p,
+        "--events",
+        env="DEMO_EVENTS",
+        default=20_000,
+        type=opt.positive_int,
+        help="events to publish and score",
+    )
+    opt.add(
+        p,
+        "--rate",
+        env="DEMO_RATE",
+        default=0.0,
+        type=opt.non_negative_float,
+        help="events per second (0: as fast as possible)",
+    )
+    opt.add(
+        p,
+        "--port",
+        env="SCORESTREAM_STACK_PORT",
+        default=9092,
+        type=opt.positive_int,
+        help="broker port of the demo's stack",
+    )
+    p.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the stack and scorer running until Ctrl-C [env: none, default: false]",
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
         return int(args.handler(args))

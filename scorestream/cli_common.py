@@ -22,13 +22,29 @@ STATE = ".scorestream"
 
 
 def kafka_args(p: argparse.ArgumentParser) -> None:
-    opt.add(p, "--bootstrap", env="SCORESTREAM_BOOTSTRAP", default="127.0.0.1:9092",
-            help="Kafka bootstrap servers")
-    opt.add(p, "--kafka-config", env="SCORESTREAM_KAFKA_CONFIG", default=None,
-            help="client.properties file with extra Kafka client settings (security, SASL, SSL)")
-    p.add_argument("-X", "--kafka-option", action="append", default=[], metavar="KEY=VALUE",
-                   help="extra Kafka client setting, repeatable; wins over --kafka-config "
-                        "[env: none, default: none]")
+    opt.add(
+        p,
+        "--bootstrap",
+        env="SCORESTREAM_BOOTSTRAP",
+        default="127.0.0.1:9092",
+        help="Kafka bootstrap servers",
+    )
+    opt.add(
+        p,
+        "--kafka-config",
+        env="SCORESTREAM_KAFKA_CONFIG",
+        default=None,
+        help="client.properties file with extra Kafka client settings (security, SASL, SSL)",
+    )
+    p.add_argument(
+        "-X",
+        "--kafka-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra Kafka client setting, repeatable; wins over --kafka-config "
+        "[env: none, default: none]",
+    )
 
 
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
@@ -36,37 +52,78 @@ def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
 
 
 def spark_args(p: argparse.ArgumentParser) -> None:
-    opt.add(p, "--master", env="SCORESTREAM_SPARK_MASTER", default="local[*]",
-            help="Spark master URL")
-    opt.add(p, "--driver-memory", env="SCORESTREAM_DRIVER_MEMORY", default="2g",
-            help="Spark driver memory")
+    opt.add(
+        p, "--master", env="SCORESTREAM_SPARK_MASTER", default="local[*]", help="Spark master URL"
+    )
+    opt.add(
+        p,
+        "--driver-memory",
+        env="SCORESTREAM_DRIVER_MEMORY",
+        default="2g",
+        help="Spark driver memory",
+    )
 
 
 def spark_session(args: argparse.Namespace, app: str) -> SparkSession:
     from scorestream.spark import SparkSettings, session
 
-    return session(SparkSettings(master=args.master, app_name=app,
-                                 driver_memory=args.driver_memory))
+    return session(
+        SparkSettings(master=args.master, app_name=app, driver_memory=args.driver_memory)
+    )
 
 
 def registry_arg(p: argparse.ArgumentParser) -> None:
-    opt.add(p, "--registry", env="SCORESTREAM_REGISTRY", default=f"{STATE}/registry",
-            help="model registry root directory")
+    opt.add(
+        p,
+        "--registry",
+        env="SCORESTREAM_REGISTRY",
+        default=f"{STATE}/registry",
+        help="model registry root directory",
+    )
 
 
 def stack_args(p: argparse.ArgumentParser) -> None:
-    opt.add(p, "--state-dir", env="SCORESTREAM_STACK_DIR", default=f"{STATE}/stack",
-            help="where the local broker keeps its data, logs and pids")
-    opt.add(p, "--port", env="SCORESTREAM_STACK_PORT", default=9092, type=opt.positive_int,
-            help="first broker port on 127.0.0.1 (controllers use port+100)")
-    opt.add(p, "--brokers", env="SCORESTREAM_STACK_BROKERS", default=1, type=opt.positive_int,
-            help="number of KRaft nodes (3 for a cluster that survives losing one)")
-    opt.add(p, "--start-timeout", env="SCORESTREAM_STACK_TIMEOUT", default=90.0,
-            type=opt.non_negative_float, help="seconds to wait for the broker to answer")
+    opt.add(
+        p,
+        "--state-dir",
+        env="SCORESTREAM_STACK_DIR",
+        default=f"{STATE}/stack",
+        help="where the local broker keeps its data, logs and pids",
+    )
+    opt.add(
+        p,
+        "--port",
+        env="SCORESTREAM_STACK_PORT",
+        default=9092,
+        type=opt.positive_int,
+        help="first broker port on 127.0.0.1 (controllers use port+100)",
+    )
+    opt.add(
+        p,
+        "--brokers",
+        env="SCORESTREAM_STACK_BROKERS",
+        default=1,
+        type=opt.positive_int,
+        help="number of KRaft nodes (3 for a cluster that survives losing one)",
+    )
+    opt.add(
+        p,
+        "--start-timeout",
+        env="SCORESTREAM_STACK_TIMEOUT",
+        default=90.0,
+        type=opt.non_negative_float,
+        help="seconds to wait for the broker to answer",
+    )
 
 
 def stack(args: argparse.Namespace) -> LocalKafka:
     from scorestream.stack import LocalKafka, StackSettings
 
-    return LocalKafka(StackSettings(state_dir=Path(args.state_dir), port=args.port,
-                                    brokers=args.brokers, start_timeout_s=args.start_timeout))
+    return LocalKafka(
+        StackSettings(
+            state_dir=Path(args.state_dir),
+            port=args.port,
+            brokers=args.brokers,
+            start_timeout_s=args.start_timeout,
+        )
+    )

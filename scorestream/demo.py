@@ -65,25 +65,39 @@ def run_demo(settings: DemoSettings) -> int:
     stack = LocalKafka(StackSettings(state_dir=settings.state / "stack", port=settings.port))
     started_stack = not stack.running()
     scorer: Scorer | None = None
+    summary, status = "", 1
     try:
-        _say(f"[1/5] Kafka on {stack.settings.bootstrap} "
-             f"({'starting' if started_stack else 'already running'}) ...")
+        _say(
+            f"[1/5] Kafka on {stack.settings.bootstrap} "
+            f"({'starting' if started_stack else 'already running'}) ..."
+        )
         stack.up()
         kafka = stack.kafka
         _say("[2/5] Spark and training the default model ...")
         spark = session()
         registry = settings.state / "registry"
         seed = int(time.time()) % 1_000_000
-        entry = train(spark, synthetic_frame(spark, settings.train_rows, seed), SPEC,
-                      TrainSettings(registry=registry, seed=seed),
-                      fingerprint=f"synthetic:rows={settings.train_rows}:seed={seed}",
-                      source="synthetic")
+        entry = train(
+            spark,
+            synthetic_frame(spark, settings.train_rows, seed),
+            SPEC,
+            TrainSettings(registry=registry, seed=seed),
+            fingerprint=f"synthetic:rows={settings.train_rows}:seed={seed}",
+            source="synthetic",
+        )
         ensure_topics(kafka, [INPUT, OUTPUT, f"{INPUT}.dlq"], partitions=2)
         _say(f"[3/5] starting the scorer with model v{entry.version} ...")
-        scorer = Scorer(spark, kafka, ScorerSettings(
-            input_topic=INPUT, output_topic=OUTPUT, registry=registry,
-            checkpoint=settings.state / "checkpoints" / f"demo-{seed}",
-            starting_offsets=_end_offsets(kafka, INPUT)))
+        scorer = Scorer(
+            spark,
+            kafka,
+            ScorerSettings(
+                input_topic=INPUT,
+                output_topic=OUTPUT,
+                registry=registry,
+                checkpoint=settings.state / "checkpoints" / f"demo-{seed}",
+                starting_offsets=_end_offsets(kafka, INPUT),
+            ),
+        )
         scorer.start()
         scorer.wait_ready()
         _say(f"[4/5] publishing {settings.events} events to {INPUT}, reading {OUTPUT} ...")
@@ -92,9 +106,13 @@ def run_demo(settings: DemoSettings) -> int:
 
         def produce() -> None:
             try:
-                publish(kafka, ProduceSettings(topic=INPUT, count=settings.events,
-                                               rate=settings.rate, seed=seed),
-                        progress=lambda sent, _t: produced.__setitem__("n", sent))
+                publish(
+                    kafka,
+                    ProduceSettings(
+                        topic=INPUT, count=settings.events, rate=settings.rate, seed=seed
+                    ),
+                    progress=lambda sent, _t: produced.__setitem__("n", sent),
+                )
             except BaseException as exc:  # reported by the main thread
                 failure.append(exc)
 
@@ -106,6 +124,7 @@ def run_demo(settings: DemoSettings) -> int:
         last_arrival = t0
         shown = 0.0
         everything = ScoreSummary()
+
         def finished(_seen: ScoreSummary) -> bool:
             assert scorer is not None
             scorer.raise_if_failed()  # a failed query ends the demo at once, with its reason
@@ -113,36 +132,49 @@ def run_demo(settings: DemoSettings) -> int:
                 raise failure[0]
             return mine.count >= settings.events
 
-        for record in iter_scores(kafka, OUTPUT, finished, settings.timeout_s, everything,
-                                  from_beginning=True):
+        for record in iter_scores(
+            kafka, OUTPUT, finished, settings.timeout_s, everything, from_beginning=True
+        ):
             if str(record.get("event_id", "")).startswith(prefix):
                 mine.add(record, time.time())
                 last_arrival = time.time()
             now = time.monotonic()
             if now - shown > 0.25:
                 shown = now
-                print(f"\r  published {produced['n']}/{settings.events}  scored "
-                      f"{mine.count}/{settings.events}  dead-lettered "
-                      f"{scorer.totals.dead_lettered}", end="", file=sys.stderr, flush=True)
+                print(
+                    f"\r  published {produced['n']}/{settings.events}  scored "
+                    f"{mine.count}/{settings.events}  dead-lettered "
+                    f"{scorer.totals.dead_lettered}",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
         producer.join(timeout=60)
         if failure:
             raise failure[0]
         elapsed = max(last_arrival - t0, 1e-9)
-        print(f"\r  published {produced['n']}/{settings.events}  scored "
-              f"{mine.count}/{settings.events}  dead-lettered {scorer.totals.dead_lettered}",
-              file=sys.stderr, flush=True)
-        if settings.keep:
-            _say("[5/5] keeping the stack and the scorer running; Ctrl-C stops them")
-            _say(f"      kafka {kafka.bootstrap}, topics {INPUT} -> {OUTPUT}; "
-                 "try: scorestream produce --count 1000")
-            threading.Event().wait()
-        else:
-            _say("[5/5] stopping the scorer and what the demo started")
+        print(
+            f"\r  published {produced['n']}/{settings.events}  scored "
+            f"{mine.count}/{settings.events}  dead-lettered {scorer.totals.dead_lettered}",
+            file=sys.stderr,
+            flush=True,
+        )
         versions = ",".join(f"v{v}" for v in sorted(mine.versions)) or f"v{entry.version}"
-        print(f"scored {len(mine.ids)}/{settings.events} events in {elapsed:.1f} s "
-              f"({mine.count / elapsed:,.0f} events/s), latency p50 {mine.percentile(50):.0f} ms "
-              f"p99 {mine.percentile(99):.0f} ms, model {versions}", flush=True)
-        return 0 if len(mine.ids) == settings.events else 1
+        summary = (
+            f"scored {len(mine.ids)}/{settings.events} events in {elapsed:.1f} s "
+            f"({mine.count / elapsed:.0f} events/s), latency p50 {mine.percentile(50):.0f} ms "
+            f"p99 {mine.percentile(99):.0f} ms, model {versions}"
+        )
+        if settings.keep:
+            print(summary, flush=True)
+            _say("[5/5] keeping the stack and the scorer running; Ctrl-C stops them")
+            _say(
+                f"      kafka {kafka.bootstrap}, topics {INPUT} -> {OUTPUT}; "
+                "try: scorestream produce --count 1000"
+            )
+            threading.Event().wait()
+        _say("[5/5] stopping the scorer and what the demo started")
+        status = 0 if len(mine.ids) == settings.events else 1
     except KeyboardInterrupt:
         _say("\ninterrupted: stopping what the demo started")
         return 130
@@ -153,3 +185,6 @@ def run_demo(settings: DemoSettings) -> int:
         finally:
             if started_stack:
                 stack.down()
+    # Last, after everything stopped, so the summary is the final line of the run.
+    print(summary, flush=True)
+    return status

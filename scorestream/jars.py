@@ -53,8 +53,13 @@ def ensure(bundle: str, cache: Path | None = None, quiet: bool = False) -> Path:
     if not quiet:
         print(f"fetching {BUNDLES[bundle]} with Maven into {target} ...", file=sys.stderr)
     cmd = [
-        mvn, "-B", "-q", "-f", str(_pom(bundle)),
-        "dependency:copy-dependencies", "-DincludeScope=runtime",
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(_pom(bundle)),
+        "dependency:copy-dependencies",
+        "-DincludeScope=runtime",
         f"-DoutputDirectory={partial}",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=1200, check=False)

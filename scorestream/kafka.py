@@ -16,8 +16,14 @@ from scorestream.options import is_secret
 
 # Options that mean the same to librdkafka and to the Java client; anything else given with
 # -X goes to both too, and the client that does not know it complains with its own message.
-JAVA_ONLY = {"sasl.jaas.config", "ssl.truststore.location", "ssl.truststore.password",
-             "ssl.truststore.type", "ssl.keystore.location", "ssl.keystore.password"}
+JAVA_ONLY = {
+    "sasl.jaas.config",
+    "ssl.truststore.location",
+    "ssl.truststore.password",
+    "ssl.truststore.type",
+    "ssl.keystore.location",
+    "ssl.keystore.password",
+}
 LIBRDKAFKA_ONLY = {"sasl.username", "sasl.password", "ssl.ca.location"}
 
 
@@ -131,7 +137,7 @@ def wait_for_metadata(settings: KafkaSettings, timeout_s: float) -> int:
             meta = admin.list_topics(timeout=min(2.0, max(remaining, 0.1)))
             if meta.brokers:
                 return len(meta.brokers)
-        except Exception as exc:  # noqa: BLE001 - any client error means "not yet"
+        except Exception as exc:
             last = describe_error(exc)
 
 
@@ -162,7 +168,9 @@ def ensure_topics(
             future.result(timeout=timeout_s)
         except KafkaException as exc:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                msg = f"cannot create topic {topic!r} on {settings.bootstrap}: {describe_error(exc)}"
+                msg = (
+                    f"cannot create topic {topic!r} on {settings.bootstrap}: {describe_error(exc)}"
+                )
                 raise StackError(msg) from exc
     return wanted
 

@@ -26,8 +26,8 @@ def add(
     *,
     env: str,
     default: Any,
-    help: str,  # noqa: A002 - mirrors argparse
-    type: Callable[[str], Any] = str,  # noqa: A002
+    help: str,
+    type: Callable[[str], Any] = str,
     environ: Mapping[str, str] | None = None,
     **kwargs: Any,
 ) -> None:

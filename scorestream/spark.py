@@ -1,4 +1,4 @@
-"""One place that builds the SparkSession: local[*] by default, bound to 127.0.0.1, connectors on."""
+"""The one place that builds the SparkSession: local[*], bound to 127.0.0.1, connectors on."""
 
 from __future__ import annotations
 

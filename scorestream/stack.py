@@ -6,6 +6,7 @@ and records the pids; `down` stops exactly those pids. Nothing is found or kille
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -180,7 +181,10 @@ class LocalKafka:
             return path.read_text(encoding="utf-8").strip()
         out = subprocess.run(
             ["java", "-cp", classpath, "kafka.tools.StorageTool", "random-uuid"],
-            capture_output=True, text=True, timeout=120, check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         cluster_id = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else ""
         if out.returncode != 0 or not cluster_id:
@@ -205,7 +209,9 @@ class LocalKafka:
             "process.roles": "broker,controller",
             "node.id": str(node + 1),
             "controller.quorum.voters": voters,
-            "listeners": ",".join([*listeners, f"CONTROLLER://127.0.0.1:{s.controller_port(node)}"]),
+            "listeners": ",".join(
+                [*listeners, f"CONTROLLER://127.0.0.1:{s.controller_port(node)}"]
+            ),
             "advertised.listeners": ",".join(listeners),
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
@@ -226,9 +232,7 @@ class LocalKafka:
             "log.segment.bytes": str(256 * 1024 * 1024),
         }
         if s.sasl_users:
-            users = " ".join(
-                f'user_{u}="{p}"' for u, p in s.sasl_users
-            )
+            users = " ".join(f'user_{u}="{p}"' for u, p in s.sasl_users)
             first_user, first_password = s.sasl_users[0]
             props["sasl.enabled.mechanisms"] = "PLAIN"
             props["listener.name.sasl_plaintext.plain.sasl.jaas.config"] = (
@@ -246,8 +250,10 @@ class LocalKafka:
             wait_for_metadata(self.kafka, self.settings.start_timeout_s)
             return running
         if running:
-            msg = (f"{len(running)} of {self.settings.brokers} nodes of the stack in {self.root} "
-                   "are running; run `scorestream stack down` first")
+            msg = (
+                f"{len(running)} of {self.settings.brokers} nodes of the stack in {self.root} "
+                "are running; run `scorestream stack down` first"
+            )
             raise StackError(msg)
         major = java_version()
         if major < 17:
@@ -259,8 +265,10 @@ class LocalKafka:
                 (s.sasl_port(node),) if s.sasl_users else ()
             ):
                 if not _port_free(port):
-                    msg = (f"port 127.0.0.1:{port} is already in use; stop what holds it or "
-                           "choose another base port with --port / SCORESTREAM_STACK_PORT")
+                    msg = (
+                        f"port 127.0.0.1:{port} is already in use; stop what holds it or "
+                        "choose another base port with --port / SCORESTREAM_STACK_PORT"
+                    )
                     raise StackError(msg)
         classpath = str(jars.ensure("kafka-broker") / "*")
         cluster_id = self._cluster_id(classpath)
@@ -278,26 +286,55 @@ class LocalKafka:
         (node_dir / "log4j2.properties").write_text(LOG4J2.format(log=log), encoding="utf-8")
         if not (node_dir / "data" / "meta.properties").exists():
             fmt = subprocess.run(
-                ["java", "-cp", classpath, "kafka.tools.StorageTool", "format",
-                 "-t", cluster_id, "-c", str(config), "--ignore-formatted"],
-                capture_output=True, text=True, timeout=120, check=False,
+                [
+                    "java",
+                    "-cp",
+                    classpath,
+                    "kafka.tools.StorageTool",
+                    "format",
+                    "-t",
+                    cluster_id,
+                    "-c",
+                    str(config),
+                    "--ignore-formatted",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=False,
             )
             if fmt.returncode != 0:
-                msg = f"formatting Kafka storage in {node_dir} failed:\n{(fmt.stdout + fmt.stderr)[-1500:]}"
+                tail = (fmt.stdout + fmt.stderr)[-1500:]
+                msg = f"formatting Kafka storage in {node_dir} failed:\n{tail}"
                 raise StackError(msg)
         console = open(node_dir / "console.log", "ab")  # noqa: SIM115 - handed to the child
         proc = subprocess.Popen(
-            ["java", f"-Xmx{self.settings.heap}", "-Xms128m", "-XX:+UseG1GC",
-             "-Djava.awt.headless=true",
-             f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
-             f"-Dkafka.logs.dir={node_dir}",
-             "-cp", classpath, "kafka.Kafka", str(config)],
-            stdout=console, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [
+                "java",
+                f"-Xmx{self.settings.heap}",
+                "-Xms128m",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
+                f"-Dkafka.logs.dir={node_dir}",
+                "-cp",
+                classpath,
+                "kafka.Kafka",
+                str(config),
+            ],
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,
         )
         console.close()
-        return NodeState(node_id=node + 1, pid=proc.pid, port=self.settings.broker_port(node),
-                         config=str(config), log=str(log))
+        return NodeState(
+            node_id=node + 1,
+            pid=proc.pid,
+            port=self.settings.broker_port(node),
+            config=str(config),
+            log=str(log),
+        )
 
     def _await(self, nodes: list[NodeState]) -> None:
         deadline = time.monotonic() + self.settings.start_timeout_s
@@ -306,8 +343,10 @@ class LocalKafka:
                 if not pid_alive(n.pid):
                     self.down()
                     console = Path(n.config).with_name("console.log")
-                    msg = (f"Kafka node {n.node_id} exited during start-up; last lines of its log:\n"
-                           f"{log_tail(Path(n.log))}\n{log_tail(console)}")
+                    msg = (
+                        f"Kafka node {n.node_id} exited during start-up; last lines of its log:\n"
+                        f"{log_tail(Path(n.log))}\n{log_tail(console)}"
+                    )
                     raise StackError(msg)
             try:
                 count = wait_for_metadata(self.kafka, min(5.0, deadline - time.monotonic()))
@@ -317,8 +356,10 @@ class LocalKafka:
                 return
         tails = "\n".join(f"--- node {n.node_id}:\n{log_tail(Path(n.log))}" for n in nodes)
         self.down()
-        msg = (f"Kafka did not come up on {self.settings.bootstrap} within "
-               f"{self.settings.start_timeout_s:.0f} s; last lines of its log:\n{tails}")
+        msg = (
+            f"Kafka did not come up on {self.settings.bootstrap} within "
+            f"{self.settings.start_timeout_s:.0f} s; last lines of its log:\n{tails}"
+        )
         raise StackError(msg)
 
     def stop_node(self, node_id: int, sig: int = signal.SIGTERM, timeout_s: float = 60.0) -> None:
@@ -372,7 +413,5 @@ def _stop_pid(pid: int, sig: int, timeout_s: float) -> None:
 
 def _reap(pid: int) -> None:
     """Collect the exit status when the node is our own child (otherwise it stays a zombie)."""
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass

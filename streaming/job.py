@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Protocol
 
 from models.registry import Registry
 from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.kafka import KafkaSettings, ensure_topics
 from streaming.model_holder import ModelHolder
-from streaming.scoring import Topics, score_kafka_rows
+from streaming.scoring import Topics, score_records, to_kafka
 from streaming.validate import REASON, ValidationSettings
 
 if TYPE_CHECKING:
@@ -44,13 +45,16 @@ class ScorerSettings:
 
     @property
     def topics(self) -> Topics:
-        return Topics(output=self.output_topic,
-                      dead_letter=self.dead_letter_topic or f"{self.input_topic}.dlq")
+        return Topics(
+            output=self.output_topic,
+            dead_letter=self.dead_letter_topic or f"{self.input_topic}.dlq",
+        )
 
     @property
     def checkpoint_dir(self) -> Path:
         return self.checkpoint or Path(".scorestream/checkpoints") / (
-            f"{self.input_topic}--{self.output_topic}")
+            f"{self.input_topic}--{self.output_topic}"
+        )
 
 
 class StopRequested(ScorestreamError):
@@ -87,11 +91,30 @@ class Totals:
             self.dead_lettered += sum(stats.dead_lettered.values())
 
 
+class BatchListener(Protocol):
+    """Called once per written micro-batch (monitoring plugs in here).
+
+    `scored` is the batch after decoding, validation and scoring, cached while listeners run:
+    typed feature columns, `_reason` (null for scored rows), `score`, `prediction`,
+    `model_version`. A listener must not fail the batch: exceptions are logged and counted.
+    """
+
+    def on_batch(self, scored: DataFrame, stats: BatchStats) -> None: ...
+
+
 class Scorer:
     """Starts, runs and stops the scoring query."""
 
-    def __init__(self, spark: SparkSession, kafka: KafkaSettings, settings: ScorerSettings) -> None:
+    def __init__(
+        self,
+        spark: SparkSession,
+        kafka: KafkaSettings,
+        settings: ScorerSettings,
+        listeners: Sequence[BatchListener] = (),
+    ) -> None:
         self.spark = spark
+        self.listeners = tuple(listeners)
+        self.listener_failures = 0
         self.kafka = kafka
         self.settings = settings
         self.registry = Registry(settings.registry)
@@ -105,10 +128,13 @@ class Scorer:
 
     def _source(self) -> DataFrame:
         s = self.settings
-        reader = (self.spark.readStream.format("kafka").options(**self.kafka.spark_options())
-                  .option("subscribe", s.input_topic)
-                  .option("startingOffsets", s.starting_offsets)
-                  .option("failOnDataLoss", str(s.fail_on_data_loss).lower()))
+        reader = (
+            self.spark.readStream.format("kafka")
+            .options(**self.kafka.spark_options())
+            .option("subscribe", s.input_topic)
+            .option("startingOffsets", s.starting_offsets)
+            .option("failOnDataLoss", str(s.fail_on_data_loss).lower())
+        )
         if s.max_offsets_per_trigger:
             reader = reader.option("maxOffsetsPerTrigger", str(s.max_offsets_per_trigger))
         if s.min_partitions:
@@ -141,42 +167,66 @@ class Scorer:
             return
         self.holder.refresh()
         entry, model = self.holder.entry, self.holder.model
-        rows = score_kafka_rows(batch, model, entry.version, self.holder.spec,
-                                self.settings.topics, self.settings.validation)
-        # Cached so the counts below read the written rows, not Kafka and the model again.
-        rows = rows.persist(StorageLevel.MEMORY_AND_DISK)
+        spec = self.holder.spec
+        scored = score_records(batch, model, entry.version, spec, self.settings.validation)
+        # Cached so the write, the counts and the listeners read one scoring of the batch,
+        # not Kafka and the model again.
+        scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            (rows.select("topic", "key", "value", "headers").write.format("kafka")
-             .options(**self.kafka.spark_options()).save())
-            by_reason = {r[REASON]: int(r["n"]) for r in
-                         rows.groupBy(REASON).agg(F.count(F.lit(1)).alias("n")).collect()}
+            (
+                to_kafka(scored, spec, self.settings.topics)
+                .select("topic", "key", "value", "headers")
+                .write.format("kafka")
+                .options(**self.kafka.spark_options())
+                .save()
+            )
+            by_reason = {
+                r[REASON]: int(r["n"])
+                for r in scored.groupBy(REASON).agg(F.count(F.lit(1)).alias("n")).collect()
+            }
+            dead = {reason: n for reason, n in by_reason.items() if reason is not None}
+            stats = BatchStats(
+                batch_id=batch_id,
+                records_in=sum(by_reason.values()),
+                scored=by_reason.get(None, 0),
+                dead_lettered=dead,
+                duration_s=time.monotonic() - started,
+                model_version=entry.version,
+            )
+            for listener in self.listeners:
+                try:
+                    listener.on_batch(scored, stats)
+                except Exception:
+                    self.listener_failures += 1
+                    log.exception("batch listener %r failed on batch %d", listener, batch_id)
         finally:
-            rows.unpersist()
-        dead = {reason: n for reason, n in by_reason.items() if reason is not None}
-        stats = BatchStats(
-            batch_id=batch_id,
-            records_in=sum(by_reason.values()),
-            scored=by_reason.get(None, 0),
-            dead_lettered=dead,
-            duration_s=time.monotonic() - started,
-            model_version=entry.version,
-        )
+            scored.unpersist()
         self.totals.add(stats)
         self.last_batch = stats
-        log.info("batch %d: %d in, %d scored, %s dead-lettered, %.3f s, model v%d", batch_id,
-                 stats.records_in, stats.scored, stats.dead_lettered or 0, stats.duration_s,
-                 stats.model_version)
+        log.info(
+            "batch %d: %d in, %d scored, %s dead-lettered, %.3f s, model v%d",
+            batch_id,
+            stats.records_in,
+            stats.scored,
+            stats.dead_lettered or 0,
+            stats.duration_s,
+            stats.model_version,
+        )
 
     def start(self) -> StreamingQuery:
         """Create missing topics, start the query, return it (it runs in the background)."""
         s = self.settings
         if s.create_topics:
             ensure_topics(self.kafka, [s.input_topic], partitions=s.topic_partitions)
-            ensure_topics(self.kafka, [s.output_topic, s.topics.dead_letter],
-                          partitions=s.topic_partitions)
-        writer = (self._source().writeStream.foreachBatch(self._process)
-                  .option("checkpointLocation", str(s.checkpoint_dir))
-                  .queryName(f"scorestream:{s.input_topic}->{s.output_topic}"))
+            ensure_topics(
+                self.kafka, [s.output_topic, s.topics.dead_letter], partitions=s.topic_partitions
+            )
+        writer = (
+            self._source()
+            .writeStream.foreachBatch(self._process)
+            .option("checkpointLocation", str(s.checkpoint_dir))
+            .queryName(f"scorestream:{s.input_topic}->{s.output_topic}")
+        )
         if s.trigger_interval:
             writer = writer.trigger(processingTime=s.trigger_interval)
         self.query = writer.start()
@@ -218,6 +268,8 @@ class Scorer:
 
 def validate_settings(settings: ScorerSettings) -> None:
     if settings.input_topic in (settings.output_topic, settings.topics.dead_letter):
-        msg = (f"input topic {settings.input_topic!r} must differ from the output and "
-               "dead-letter topics")
+        msg = (
+            f"input topic {settings.input_topic!r} must differ from the output and "
+            "dead-letter topics"
+        )
         raise ConfigError(msg)

@@ -23,17 +23,23 @@ def check_compatible(serving: FeatureSpec, candidate: FeatureSpec, path: str) ->
     needed = set(candidate.feature_names) | {candidate.event_id, candidate.event_time}
     missing = sorted(needed - known)
     if missing:
-        msg = (f"model {path} needs fields {missing} that the events this scorer reads do not "
-               f"declare (declared: {sorted(known)})")
+        msg = (
+            f"model {path} needs fields {missing} that the events this scorer reads do not "
+            f"declare (declared: {sorted(known)})"
+        )
         raise ModelError(msg)
 
 
 class ModelHolder:
     """The model currently serving, swapped only at batch boundaries (by the caller)."""
 
-    def __init__(self, registry: Registry, ref: str,
-                 on_failure: Callable[[str], None] = lambda _reason: None,
-                 on_swap: Callable[[int], None] = lambda _version: None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        ref: str,
+        on_failure: Callable[[str], None] = lambda _reason: None,
+        on_swap: Callable[[int], None] = lambda _version: None,
+    ) -> None:
         self.registry = registry
         self.ref = ref
         self.on_failure = on_failure

@@ -39,14 +39,14 @@ def _header(name: str, value: Column) -> Column:
     return F.struct(F.lit(name).alias("key"), value.cast("string").cast("binary").alias("value"))
 
 
-def score_events(validated: DataFrame, model: PipelineModel, version: int,
-                 spec: FeatureSpec) -> DataFrame:
+def score_events(
+    validated: DataFrame, model: PipelineModel, version: int, spec: FeatureSpec
+) -> DataFrame:
     """Apply the model to validated rows; adds `score`, `prediction`, `model_version`."""
     from pyspark.sql import functions as F
 
     scored = model.transform(validated)
-    return scored.withColumn("score", score_column()).withColumn(
-        "model_version", F.lit(version))
+    return scored.withColumn("score", score_column()).withColumn("model_version", F.lit(version))
 
 
 def to_kafka(scored: DataFrame, spec: FeatureSpec, topics: Topics) -> DataFrame:
@@ -54,14 +54,17 @@ def to_kafka(scored: DataFrame, spec: FeatureSpec, topics: Topics) -> DataFrame:
     from pyspark.sql import functions as F
 
     good = F.col(REASON).isNull()
-    score_value = F.to_json(F.struct(
-        F.col(spec.event_id).alias("event_id"),
-        F.col("score"),
-        F.col("prediction"),
-        F.col("model_version"),
-        F.col(spec.event_time).alias("event_time"),
-        F.current_timestamp().alias("scored_at"),
-    ), {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"})
+    score_value = F.to_json(
+        F.struct(
+            F.col(spec.event_id).alias("event_id"),
+            F.col("score"),
+            F.col("prediction"),
+            F.col("model_version"),
+            F.col(spec.event_time).alias("event_time"),
+            F.current_timestamp().alias("scored_at"),
+        ),
+        {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"},
+    )
     score_headers = F.array(
         _header(H_PARTITION, F.col("_src_partition")),
         _header(H_OFFSET, F.col("_src_offset")),
@@ -84,8 +87,25 @@ def to_kafka(scored: DataFrame, spec: FeatureSpec, topics: Topics) -> DataFrame:
     )
 
 
-def score_kafka_rows(raw: DataFrame, model: PipelineModel, version: int, spec: FeatureSpec,
-                     topics: Topics, validation: ValidationSettings) -> DataFrame:
-    """Kafka source rows -> Kafka sink rows (plus `_reason`, `_event_time` for metrics)."""
+def score_records(
+    raw: DataFrame,
+    model: PipelineModel,
+    version: int,
+    spec: FeatureSpec,
+    validation: ValidationSettings,
+) -> DataFrame:
+    """Kafka source rows -> typed features, `_reason`/`_message`, `score`, `prediction`."""
     validated = validate(decode_json(raw, spec), spec, validation)
-    return to_kafka(score_events(validated, model, version, spec), spec, topics)
+    return score_events(validated, model, version, spec)
+
+
+def score_kafka_rows(
+    raw: DataFrame,
+    model: PipelineModel,
+    version: int,
+    spec: FeatureSpec,
+    topics: Topics,
+    validation: ValidationSettings,
+) -> DataFrame:
+    """Kafka source rows -> Kafka sink rows (plus `_reason`, `_event_time` for metrics)."""
+    return to_kafka(score_records(raw, model, version, spec, validation), spec, topics)

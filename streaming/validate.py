@@ -25,9 +25,14 @@ OUT_OF_RANGE = "OUT_OF_RANGE"
 REASONS = (TOO_LARGE, DECODE_ERROR, MISSING_FIELD, WRONG_TYPE, NOT_FINITE, OUT_OF_RANGE)
 
 # Columns carried from the Kafka source record (prefixed so they never clash with features).
-SOURCE_COLUMNS = {"key": "_src_key", "value": "_src_value", "topic": "_src_topic",
-                  "partition": "_src_partition", "offset": "_src_offset",
-                  "timestamp": "_src_timestamp"}
+SOURCE_COLUMNS = {
+    "key": "_src_key",
+    "value": "_src_value",
+    "topic": "_src_topic",
+    "partition": "_src_partition",
+    "offset": "_src_offset",
+    "timestamp": "_src_timestamp",
+}
 REASON = "_reason"
 MESSAGE = "_message"
 CORRUPT = "_corrupt_record"
@@ -76,10 +81,14 @@ def decode_json(raw: DataFrame, spec: FeatureSpec) -> Decoded:
     from pyspark.sql.types import StringType, StructField, StructType
 
     fields = [spec.event_id, spec.event_time, *spec.feature_names]
-    schema = StructType([StructField(n, StringType()) for n in fields]
-                        + [StructField(CORRUPT, StringType())])
-    parsed = F.from_json(F.col("value").cast("string"), schema,
-                         {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT})
+    schema = StructType(
+        [StructField(n, StringType()) for n in fields] + [StructField(CORRUPT, StringType())]
+    )
+    parsed = F.from_json(
+        F.col("value").cast("string"),
+        schema,
+        {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT},
+    )
     frame = raw.select(*source_columns(), parsed.alias("_json"))
     typed: list[Column] = []
     wrong_type: list[tuple[Column, Column]] = []
@@ -88,16 +97,29 @@ def decode_json(raw: DataFrame, spec: FeatureSpec) -> Decoded:
         text = F.regexp_replace(raw_text[name], r'^"([+-]?(NaN|Infinity))"$', "$1")
         value = text.try_cast("double")
         typed.append(value.alias(name))
-        wrong_type.append((raw_text[name].isNotNull() & value.isNull(),
-                           F.concat(F.lit(f"feature '{name}' is "), _shown(raw_text[name]),
-                                    F.lit(", expected a number"))))
+        wrong_type.append(
+            (
+                raw_text[name].isNotNull() & value.isNull(),
+                F.concat(
+                    F.lit(f"feature '{name}' is "),
+                    _shown(raw_text[name]),
+                    F.lit(", expected a number"),
+                ),
+            )
+        )
     for name in spec.categorical:
         typed.append(raw_text[name].alias(name))
     event_time = _parse_time(raw_text[spec.event_time])
-    wrong_type.append((raw_text[spec.event_time].isNotNull() & event_time.isNull(),
-                       F.concat(F.lit(f"'{spec.event_time}' is "),
-                                _shown(raw_text[spec.event_time]),
-                                F.lit(", expected an ISO-8601 timestamp or epoch milliseconds"))))
+    wrong_type.append(
+        (
+            raw_text[spec.event_time].isNotNull() & event_time.isNull(),
+            F.concat(
+                F.lit(f"'{spec.event_time}' is "),
+                _shown(raw_text[spec.event_time]),
+                F.lit(", expected an ISO-8601 timestamp or epoch milliseconds"),
+            ),
+        )
+    )
     decoded = frame.select(
         *SOURCE_COLUMNS.values(),
         raw_text[spec.event_id].alias(spec.event_id),
@@ -110,15 +132,24 @@ def decode_json(raw: DataFrame, spec: FeatureSpec) -> Decoded:
     )
     decode_failed = F.col("_null_json") | F.col(CORRUPT).isNotNull()
     checks: list[Check] = [
-        (decode_failed, DECODE_ERROR,
-         F.concat(F.lit("value is not a JSON object: "),
-                  _shown(F.col("_src_value").cast("string"))))
+        (
+            decode_failed,
+            DECODE_ERROR,
+            F.concat(
+                F.lit("value is not a JSON object: "), _shown(F.col("_src_value").cast("string"))
+            ),
+        )
     ]
     checks += _required(spec)
-    checks += [(F.col(f"_wrong_{i}"), WRONG_TYPE, F.col(f"_wrong_msg_{i}"))
-               for i in range(len(wrong_type))]
-    helpers = ("_null_json", CORRUPT, *(f"_wrong_{i}" for i in range(len(wrong_type))),
-               *(f"_wrong_msg_{i}" for i in range(len(wrong_type))))
+    checks += [
+        (F.col(f"_wrong_{i}"), WRONG_TYPE, F.col(f"_wrong_msg_{i}")) for i in range(len(wrong_type))
+    ]
+    helpers = (
+        "_null_json",
+        CORRUPT,
+        *(f"_wrong_{i}" for i in range(len(wrong_type))),
+        *(f"_wrong_msg_{i}" for i in range(len(wrong_type))),
+    )
     return Decoded(decoded, tuple(checks), helpers)
 
 
@@ -126,16 +157,19 @@ def _parse_time(text: Column) -> Column:
     from pyspark.sql import functions as F
 
     millis = text.try_cast("long")
-    return (F.when(text.rlike(r"^-?\d+$"), F.timestamp_millis(millis))
-            .otherwise(F.try_to_timestamp(text)))
+    return F.when(text.rlike(r"^-?\d+$"), F.timestamp_millis(millis)).otherwise(
+        F.try_to_timestamp(text)
+    )
 
 
 def _required(spec: FeatureSpec) -> list[Check]:
     from pyspark.sql import functions as F
 
     names = [spec.event_id, spec.event_time] + [f.name for f in spec.numeric if f.required]
-    return [(F.col(n).isNull(), MISSING_FIELD, F.lit(f"required field '{n}' is missing or null"))
-            for n in names]
+    return [
+        (F.col(n).isNull(), MISSING_FIELD, F.lit(f"required field '{n}' is missing or null"))
+        for n in names
+    ]
 
 
 def _value_checks(spec: FeatureSpec) -> list[Check]:
@@ -145,22 +179,40 @@ def _value_checks(spec: FeatureSpec) -> list[Check]:
     for feature in spec.numeric:
         col = F.col(feature.name)
         if not feature.allow_nan:
-            checks.append((F.isnan(col) | (F.abs(col) == float("inf")), NOT_FINITE,
-                           F.concat(F.lit(f"feature '{feature.name}' is "), col.cast("string"),
-                                    F.lit(", expected a finite number"))))
+            checks.append(
+                (
+                    F.isnan(col) | (F.abs(col) == float("inf")),
+                    NOT_FINITE,
+                    F.concat(
+                        F.lit(f"feature '{feature.name}' is "),
+                        col.cast("string"),
+                        F.lit(", expected a finite number"),
+                    ),
+                )
+            )
     for feature in spec.numeric:
         col = F.col(feature.name)
-        bounds = f"[{'-inf' if feature.min is None else feature.min}, " \
-                 f"{'inf' if feature.max is None else feature.max}]"
+        bounds = (
+            f"[{'-inf' if feature.min is None else feature.min}, "
+            f"{'inf' if feature.max is None else feature.max}]"
+        )
         outside = F.lit(False)
         if feature.min is not None:
             outside = outside | (col < F.lit(feature.min))
         if feature.max is not None:
             outside = outside | (col > F.lit(feature.max))
         if feature.min is not None or feature.max is not None:
-            checks.append((outside & ~F.isnan(col), OUT_OF_RANGE,
-                           F.concat(F.lit(f"feature '{feature.name}' is "), col.cast("string"),
-                                    F.lit(f", expected a value in {bounds}"))))
+            checks.append(
+                (
+                    outside & ~F.isnan(col),
+                    OUT_OF_RANGE,
+                    F.concat(
+                        F.lit(f"feature '{feature.name}' is "),
+                        col.cast("string"),
+                        F.lit(f", expected a value in {bounds}"),
+                    ),
+                )
+            )
     return checks
 
 
@@ -169,14 +221,23 @@ def validate(decoded: Decoded, spec: FeatureSpec, settings: ValidationSettings) 
     from pyspark.sql import functions as F
 
     size = F.octet_length(F.col("_src_value"))
-    checks = [(size > F.lit(settings.max_record_bytes), TOO_LARGE,
-               F.concat(F.lit("record is "), size.cast("string"),
-                        F.lit(f" bytes, larger than the limit of {settings.max_record_bytes}")))]
+    checks = [
+        (
+            size > F.lit(settings.max_record_bytes),
+            TOO_LARGE,
+            F.concat(
+                F.lit("record is "),
+                size.cast("string"),
+                F.lit(f" bytes, larger than the limit of {settings.max_record_bytes}"),
+            ),
+        )
+    ]
     checks += list(decoded.checks) + _value_checks(spec)
     reason = F.lit(None).cast("string")
     message = F.lit(None).cast("string")
     for cond, code, text in reversed(checks):
         reason = F.when(F.coalesce(cond, F.lit(False)), F.lit(code)).otherwise(reason)
         message = F.when(F.coalesce(cond, F.lit(False)), text).otherwise(message)
-    return (decoded.frame.withColumn(REASON, reason).withColumn(MESSAGE, message)
-            .drop(*decoded.helpers))
+    return (
+        decoded.frame.withColumn(REASON, reason).withColumn(MESSAGE, message).drop(*decoded.helpers)
+    )

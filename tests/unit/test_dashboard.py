@@ -25,8 +25,9 @@ PAIRS = {")": "(", "]": "[", "}": "{"}
 
 
 def _provisioned_uid() -> str:
-    config = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml")
-                            .read_text())
+    config = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
+    )
     (source,) = config["datasources"]
     assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
     return str(source["uid"])
@@ -36,10 +37,14 @@ def _exported_names() -> set[str]:
     """Sample names a scrape shows once every ScorerMetrics method has been called."""
     registry = CollectorRegistry()
     metrics = ScorerMetrics(registry)
-    profile = ReferenceProfile.from_dict({
-        "numeric": {"x": {"edges": [0.0], "counts": [5, 5], "missing_rate": 0.0}},
-        "categorical": {"c": {"categories": ["a"], "counts": [10, 0], "missing_rate": 0.0}},
-        "score": {"edges": [0.5], "counts": [5, 5], "missing_rate": 0.0}, "rows": 10})
+    profile = ReferenceProfile.from_dict(
+        {
+            "numeric": {"x": {"edges": [0.0], "counts": [5, 5], "missing_rate": 0.0}},
+            "categorical": {"c": {"categories": ["a"], "counts": [10, 0], "missing_rate": 0.0}},
+            "score": {"edges": [0.5], "counts": [5, 5], "missing_rate": 0.0},
+            "rows": 10,
+        }
+    )
     window = DriftWindow(max_rows=10, sizes=profile.sizes())
     window.add_batch(0.0, 4, {"x": [1, 3], "c": [3, 1], "__score__": [2, 2]}, {})
     metrics.record_batch(4, 3, {"WRONG_TYPE": 1}, 0.2, [0.1], batch_id=1, completed_at=1.0)
@@ -64,8 +69,9 @@ def _balanced(expr: str) -> bool:
 
 def test_provisioning_points_at_the_dashboards() -> None:
     assert _provisioned_uid() == "scorestream-prometheus"
-    config = yaml.safe_load((GRAFANA / "provisioning" / "dashboards" / "scorestream.yml")
-                            .read_text())
+    config = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "scorestream.yml").read_text()
+    )
     (provider,) = config["providers"]
     assert provider["type"] == "file"
     assert provider["options"]["path"] == "/var/lib/grafana/dashboards"
@@ -90,14 +96,21 @@ def test_dashboard_uses_the_provisioned_uid_never_an_import_input() -> None:
 
 def test_dashboard_covers_what_operators_need() -> None:
     exprs = "\n".join(dashboard_exprs(DASHBOARD))
-    for needle in ("rate(scorestream_records_in_total", "rate(scorestream_records_scored_total",
-                   "sum by (reason) (rate(scorestream_records_dead_lettered_total",
-                   "histogram_quantile(0.5,", "histogram_quantile(0.95,",
-                   "histogram_quantile(0.99,", "scorestream_offsets_behind_latest",
-                   "scorestream_feature_psi", "scorestream_feature_js_distance",
-                   "scorestream_prediction_psi", "scorestream_model_info",
-                   "scorestream_shadow_agreement_ratio",
-                   "time() - scorestream_last_batch_completed_timestamp_seconds"):
+    for needle in (
+        "rate(scorestream_records_in_total",
+        "rate(scorestream_records_scored_total",
+        "sum by (reason) (rate(scorestream_records_dead_lettered_total",
+        "histogram_quantile(0.5,",
+        "histogram_quantile(0.95,",
+        "histogram_quantile(0.99,",
+        "scorestream_offsets_behind_latest",
+        "scorestream_feature_psi",
+        "scorestream_feature_js_distance",
+        "scorestream_prediction_psi",
+        "scorestream_model_info",
+        "scorestream_shadow_agreement_ratio",
+        "time() - scorestream_last_batch_completed_timestamp_seconds",
+    ):
         assert needle in exprs, needle
 
 
@@ -123,11 +136,24 @@ def test_promtool_parses_every_dashboard_expr(tmp_path: Path) -> None:
     """promtool has no bare-expression check, but it parses the expr of every recording rule."""
     promtool = shutil.which("promtool")
     assert promtool, "promtool is not on PATH (Debian package 'prometheus')"
-    rules = {"groups": [{"name": "dashboard", "rules": [
-        {"record": f"dashboard_expr_{i}", "expr": expr}
-        for i, expr in enumerate(dashboard_exprs(DASHBOARD))]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard",
+                "rules": [
+                    {"record": f"dashboard_expr_{i}", "expr": expr}
+                    for i, expr in enumerate(dashboard_exprs(DASHBOARD))
+                ],
+            }
+        ]
+    }
     path = tmp_path / "dashboard_rules.yml"
     path.write_text(yaml.safe_dump(rules))
-    done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True,
-                          text=True, timeout=60, check=False)
+    done = subprocess.run(
+        [promtool, "check", "rules", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr

@@ -86,8 +86,10 @@ def test_identical_and_disjoint_distributions() -> None:
     assert psi([1, 0], [0, 1]) == pytest.approx(2 * (1 - EPSILON) * np.log(1 / EPSILON))
 
 
-@pytest.mark.parametrize(("ref", "cur"), [([1, 2], [1, 2, 3]), ([0, 0], [1, 1]), ([1, -1], [1, 1]),
-                                          ([1, np.nan], [1, 1])])
+@pytest.mark.parametrize(
+    ("ref", "cur"),
+    [([1, 2], [1, 2, 3]), ([0, 0], [1, 1]), ([1, -1], [1, 1]), ([1, np.nan], [1, 1])],
+)
 def test_invalid_counts_raise_with_the_bad_value(ref: list[float], cur: list[float]) -> None:
     with pytest.raises(DriftError) as info:
         psi(ref, cur)
@@ -99,8 +101,9 @@ def test_invalid_counts_raise_with_the_bad_value(ref: list[float], cur: list[flo
 
 def test_bin_index_edges_belong_to_the_bin_on_their_left() -> None:
     edges = [1.0, 2.0, 3.0]  # 4 bins: (-inf,1], (1,2], (2,3], (3,inf)
-    values = np.array([-np.inf, -5, 1.0, np.nextafter(1.0, 2), 2.0, 2.5, 3.0, 3.0001, 1e9, np.inf,
-                       np.nan])
+    values = np.array(
+        [-np.inf, -5, 1.0, np.nextafter(1.0, 2), 2.0, 2.5, 3.0, 3.0001, 1e9, np.inf, np.nan]
+    )
     assert bin_index(values, edges).tolist() == [0, 0, 0, 1, 1, 2, 2, 3, 3, 3, MISSING]
 
 
@@ -133,8 +136,9 @@ def _profile(rng: np.random.Generator, n: int = 20_000) -> tuple[ReferenceProfil
     columns = {
         "amount": rng.lognormal(3, 1, size=n),
         "age": np.where(rng.random(n) < 0.05, np.nan, rng.normal(40, 10, size=n)),
-        "channel": rng.choice(np.array(["web", "app", "pos"], dtype=object), size=n,
-                              p=[0.5, 0.3, 0.2]),
+        "channel": rng.choice(
+            np.array(["web", "app", "pos"], dtype=object), size=n, p=[0.5, 0.3, 0.2]
+        ),
     }
     score = rng.beta(2, 5, size=n)
     profile = build_profile_numpy(columns, ["amount", "age"], ["channel"], score)
@@ -179,18 +183,23 @@ def test_profile_json_file(tmp_path) -> None:
     assert ReferenceProfile.from_json(path).to_dict() == profile.to_dict()
 
 
-@pytest.mark.parametrize(("mutate", "needle"), [
-    (lambda p: p["numeric"]["x"].update(counts=[1, 2]), "numeric feature 'x'"),
-    (lambda p: p["numeric"]["x"].update(edges=[2.0, 1.0]), "strictly increasing"),
-    (lambda p: p["categorical"]["c"].update(counts=[1, 2]), "3 non-negative integers"),
-    (lambda p: p["categorical"]["c"].update(missing_rate=1.5), "1.5"),
-    (lambda p: p.pop("score"), "'score'"),
-])
+@pytest.mark.parametrize(
+    ("mutate", "needle"),
+    [
+        (lambda p: p["numeric"]["x"].update(counts=[1, 2]), "numeric feature 'x'"),
+        (lambda p: p["numeric"]["x"].update(edges=[2.0, 1.0]), "strictly increasing"),
+        (lambda p: p["categorical"]["c"].update(counts=[1, 2]), "3 non-negative integers"),
+        (lambda p: p["categorical"]["c"].update(missing_rate=1.5), "1.5"),
+        (lambda p: p.pop("score"), "'score'"),
+    ],
+)
 def test_profile_errors_name_the_bad_value(mutate, needle: str) -> None:
-    raw = {"numeric": {"x": {"edges": [0.0, 1.0], "counts": [1, 2, 3], "missing_rate": 0.0}},
-           "categorical": {"c": {"categories": ["a", "b"], "counts": [1, 1, 0],
-                                 "missing_rate": 0.1}},
-           "score": {"edges": [0.5], "counts": [3, 3], "missing_rate": 0.0}, "rows": 6}
+    raw = {
+        "numeric": {"x": {"edges": [0.0, 1.0], "counts": [1, 2, 3], "missing_rate": 0.0}},
+        "categorical": {"c": {"categories": ["a", "b"], "counts": [1, 1, 0], "missing_rate": 0.1}},
+        "score": {"edges": [0.5], "counts": [3, 3], "missing_rate": 0.0},
+        "rows": 6,
+    }
     ReferenceProfile.from_dict(raw)
     mutate(raw)
     with pytest.raises(DriftError, match=needle.replace("[", r"\[")):
@@ -266,8 +275,9 @@ def _window_of(profile: ReferenceProfile, columns: dict, score: np.ndarray) -> D
     window = DriftWindow(max_rows=5000, sizes=profile.sizes())
     for start in range(0, len(score), 500):  # ten batches of 500 rows
         part = slice(start, start + 500)
-        rows, counts, missing = profile.count_batch({n: v[part] for n, v in columns.items()},
-                                                    score[part])
+        rows, counts, missing = profile.count_batch(
+            {n: v[part] for n, v in columns.items()}, score[part]
+        )
         window.add_batch(float(start), rows, counts, missing)
     return window
 
@@ -289,8 +299,9 @@ def test_no_drift_is_small_and_tripled_feature_is_large() -> None:
     assert 0.03 < report["age"].missing_rate < 0.07
 
     drifted = dict(fresh["columns"], amount=fresh["columns"]["amount"] * 3)
-    report = {d.feature: d for d in drift_report(profile, _window_of(profile, drifted,
-                                                                      fresh["score"]))}
+    report = {
+        d.feature: d for d in drift_report(profile, _window_of(profile, drifted, fresh["score"]))
+    }
     assert report["amount"].psi > 0.25
     assert report["amount"].js > 0.2
     assert report["age"].psi < 0.1

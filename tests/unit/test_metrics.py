@@ -20,8 +20,11 @@ pytestmark = pytest.mark.unit
 
 def _samples(registry: CollectorRegistry) -> dict[tuple[str, frozenset], float]:
     text = generate_latest(registry).decode()
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def _value(registry: CollectorRegistry, name: str, **labels: str) -> float:
@@ -43,8 +46,15 @@ def exercised_registry() -> CollectorRegistry:
     """A registry after every ScorerMetrics method has been called (used by the dashboard test)."""
     registry = CollectorRegistry()
     metrics = ScorerMetrics(registry, features=["amount", "channel"])
-    metrics.record_batch(100, 90, {"DECODE_ERROR": 6, "OUT_OF_RANGE": 4}, 0.8,
-                         [0.004, 0.02, 0.02, 3.0, 120.0], batch_id=7, completed_at=1.7e9)
+    metrics.record_batch(
+        100,
+        90,
+        {"DECODE_ERROR": 6, "OUT_OF_RANGE": 4},
+        0.8,
+        [0.004, 0.02, 0.02, 3.0, 120.0],
+        batch_id=7,
+        completed_at=1.7e9,
+    )
     metrics.set_progress(1234.5, 42)
     metrics.set_model(3, "champion")
     metrics.model_load_failed()
@@ -60,8 +70,10 @@ def test_record_batch_counts_and_histograms() -> None:
     assert _value(registry, "scorestream_records_dead_lettered_total", reason="DECODE_ERROR") == 6
     assert _value(registry, "scorestream_records_dead_lettered_total", reason="OUT_OF_RANGE") == 4
     for reason in DEAD_LETTER_REASONS:  # all present from the start, so rate() sees them
-        assert ("scorestream_records_dead_lettered_total",
-                frozenset({"reason": reason}.items())) in _samples(registry)
+        assert (
+            "scorestream_records_dead_lettered_total",
+            frozenset({"reason": reason}.items()),
+        ) in _samples(registry)
     assert _value(registry, "scorestream_batch_duration_seconds_count") == 1
     assert _value(registry, "scorestream_batch_duration_seconds_sum") == pytest.approx(0.8)
     latency = "scorestream_end_to_end_latency_seconds"
@@ -86,8 +98,7 @@ def test_latency_histogram_accumulates_numpy_batches() -> None:
     registry = CollectorRegistry()
     metrics = ScorerMetrics(registry)
     for _ in range(3):
-        metrics.record_batch(1000, 1000, {}, 0.1, np.full(1000, 0.03), batch_id=1,
-                             completed_at=1.0)
+        metrics.record_batch(1000, 1000, {}, 0.1, np.full(1000, 0.03), batch_id=1, completed_at=1.0)
     assert _value(registry, "scorestream_end_to_end_latency_seconds_bucket", le="0.025") == 0
     assert _value(registry, "scorestream_end_to_end_latency_seconds_bucket", le="0.05") == 3000
     assert _value(registry, "scorestream_end_to_end_latency_seconds_sum") == pytest.approx(90.0)
@@ -101,8 +112,9 @@ def test_model_info_keeps_one_series_and_counts_swaps() -> None:
     assert _value(registry, "scorestream_model_swaps_total") == 0
     metrics.set_model(2, "champion")
     info = {k: v for k, v in _samples(registry).items() if k[0] == "scorestream_model_info"}
-    assert info == {("scorestream_model_info",
-                     frozenset({"version": "2", "alias": "champion"}.items())): 1.0}
+    assert info == {
+        ("scorestream_model_info", frozenset({"version": "2", "alias": "champion"}.items())): 1.0
+    }
     assert _value(registry, "scorestream_model_swaps_total") == 1
 
 
@@ -115,15 +127,18 @@ def test_drift_series_come_from_the_report() -> None:
     metrics.set_drift(report)
     by_name = {d.feature: d for d in report}
     assert _value(registry, "scorestream_drift_window_rows") == 2000
-    assert _value(registry, "scorestream_feature_psi", feature="amount", kind="numeric") == \
-        pytest.approx(by_name["amount"].psi)
+    assert _value(
+        registry, "scorestream_feature_psi", feature="amount", kind="numeric"
+    ) == pytest.approx(by_name["amount"].psi)
     assert by_name["amount"].psi > 0.25
-    assert _value(registry, "scorestream_feature_js_distance", feature="channel",
-                  kind="categorical") == pytest.approx(by_name["channel"].js)
+    assert _value(
+        registry, "scorestream_feature_js_distance", feature="channel", kind="categorical"
+    ) == pytest.approx(by_name["channel"].js)
     assert _value(registry, "scorestream_feature_missing_ratio", feature="amount") == 0.05
     assert _value(registry, "scorestream_prediction_psi") == pytest.approx(by_name["score"].psi)
-    assert _value(registry, "scorestream_prediction_js_distance") == \
-        pytest.approx(by_name["score"].js)
+    assert _value(registry, "scorestream_prediction_js_distance") == pytest.approx(
+        by_name["score"].js
+    )
     # the score is exported as prediction_*, never as a feature label value
     assert not [k for k in _samples(registry) if ("feature", "score") in k[1]]
 
@@ -131,8 +146,9 @@ def test_drift_series_come_from_the_report() -> None:
 def test_drift_of_features_outside_the_allowlist_is_dropped() -> None:
     registry = CollectorRegistry()
     ScorerMetrics(registry, features=["amount"]).set_drift(_report())
-    features = {dict(k[1]).get("feature") for k in _samples(registry)
-                if k[0] == "scorestream_feature_psi"}
+    features = {
+        dict(k[1]).get("feature") for k in _samples(registry) if k[0] == "scorestream_feature_psi"
+    }
     assert features == {"amount"}
 
 
@@ -154,8 +170,13 @@ def test_promtool_check_metrics_is_clean() -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool is not on PATH (Debian package 'prometheus')"
     exposition = generate_latest(exercised_registry())
-    done = subprocess.run([promtool, "check", "metrics"], input=exposition,
-                          capture_output=True, timeout=60, check=False)
+    done = subprocess.run(
+        [promtool, "check", "metrics"],
+        input=exposition,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip() == b"" and done.stderr.strip() == b""
 

@@ -21,8 +21,9 @@ RULES_TEST = PROMETHEUS / "rules_test.yml"
 def _promtool(*args: str) -> subprocess.CompletedProcess[str]:
     promtool = shutil.which("promtool")
     assert promtool, "promtool is not on PATH (Debian package 'prometheus')"
-    return subprocess.run([promtool, *args], capture_output=True, text=True, timeout=120,
-                          check=False, cwd=PROMETHEUS)
+    return subprocess.run(
+        [promtool, *args], capture_output=True, text=True, timeout=120, check=False, cwd=PROMETHEUS
+    )
 
 
 def _alert_names() -> list[str]:
@@ -52,9 +53,15 @@ def test_promtool_test_rules() -> None:
 
 
 def test_every_alert_is_tested_firing_and_not_firing() -> None:
-    expected = {"ScorestreamFeatureDrift", "ScorestreamPredictionDrift",
-                "ScorestreamDeadLetterRateHigh", "ScorestreamLagGrowing", "ScorestreamDown",
-                "ScorestreamModelLoadFailing", "ScorestreamNoRecentBatch"}
+    expected = {
+        "ScorestreamFeatureDrift",
+        "ScorestreamPredictionDrift",
+        "ScorestreamDeadLetterRateHigh",
+        "ScorestreamLagGrowing",
+        "ScorestreamDown",
+        "ScorestreamModelLoadFailing",
+        "ScorestreamNoRecentBatch",
+    }
     names = _alert_names()
     assert set(names) == expected and len(names) == len(expected)
     tests = yaml.safe_load(RULES_TEST.read_text())
@@ -76,8 +83,12 @@ def test_every_alert_has_severity_and_summary() -> None:
 
 
 def test_drift_alerts_require_a_large_window() -> None:
-    rules = {r["alert"]: r for g in yaml.safe_load(RULES.read_text())["groups"]
-             for r in g["rules"] if "alert" in r}
+    rules = {
+        r["alert"]: r
+        for g in yaml.safe_load(RULES.read_text())["groups"]
+        for r in g["rules"]
+        if "alert" in r
+    }
     for name in ("ScorestreamFeatureDrift", "ScorestreamPredictionDrift"):
         assert "scorestream_drift_window_rows >= 1000" in rules[name]["expr"]
         assert rules[name]["for"] == "5m"

@@ -1,0 +1,83 @@
+# scorestream: `make demo` and `make test` set up everything they need (venv, jars, system tools).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_EVENTS ?= 20000
+DEMO_ARGS ?=
+PYTEST_ARGS ?=
+STAMP := $(VENV)/.installed
+
+.PHONY: help prereqs system venv jars demo demo-keep stack-up stack-down test lint unit integration bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+prereqs: ## check Python 3.11+, Java 17+ and Maven, and say what is missing
+	@missing=0; \
+	if ! command -v $(PYTHON) >/dev/null; then echo "missing: $(PYTHON) (Python 3.11+ is required)"; missing=1; \
+	elif ! $(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then \
+	  echo "too old: $$($(PYTHON) --version 2>&1) at $$(command -v $(PYTHON)); Python 3.11+ is required (set PYTHON=...)"; missing=1; fi; \
+	if ! command -v java >/dev/null; then echo "missing: java (Java 17+ is required for Kafka and Spark)"; missing=1; \
+	else jv=$$(java -XshowSettings:properties -version 2>&1 | awk -F'= ' '/java.specification.version/ {print $$2}'); \
+	  if [ "$${jv%%.*}" -lt 17 ] 2>/dev/null; then echo "too old: Java $$jv; Java 17+ is required"; missing=1; fi; fi; \
+	if ! command -v mvn >/dev/null; then echo "missing: mvn (Maven fetches the Kafka and Spark connector jars)"; missing=1; fi; \
+	exit $$missing
+
+system: ## install the Debian tools the tests use (prometheus/promtool, kcat) when missing
+	@need=""; \
+	command -v promtool >/dev/null || need="$$need prometheus"; \
+	command -v kcat >/dev/null || need="$$need kcat"; \
+	ldconfig -p 2>/dev/null | grep -q libblas.so.3 || need="$$need libblas3"; \
+	if [ -n "$$need" ]; then \
+	  sudo=""; [ "$$(id -u)" -ne 0 ] && sudo="sudo"; \
+	  echo "installing Debian packages:$$need"; \
+	  $$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$need >/dev/null \
+	    || { echo "could not install$$need; install them with apt-get and retry"; exit 1; }; \
+	fi
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory prereqs
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## create .venv and install the package with its dev tools
+
+jars: venv ## fetch the pinned Kafka broker and Spark connector jars into ~/.cache/scorestream
+	$(BIN)/python -m scorestream.jars
+
+demo: jars ## end to end: local broker, training, scorer, DEMO_EVENTS events, summary line
+	$(BIN)/scorestream demo --events $(DEMO_EVENTS) $(DEMO_ARGS)
+
+demo-keep: jars ## the demo, then keep the broker and the scorer running until Ctrl-C
+	$(BIN)/scorestream demo --events $(DEMO_EVENTS) --keep $(DEMO_ARGS)
+
+stack-up: jars ## start the local Kafka broker on 127.0.0.1:9092
+	$(BIN)/scorestream stack up
+
+stack-down: venv ## stop what stack-up started
+	$(BIN)/scorestream stack down
+
+lint: venv ## ruff (lint and format check) and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: venv system ## tests that need no JVM and no broker
+	$(BIN)/pytest -m unit tests/unit $(PYTEST_ARGS)
+
+integration: jars system ## tests against a real broker and real Spark (started by the suite)
+	$(BIN)/pytest -m integration tests/integration $(PYTEST_ARGS)
+
+test: lint unit integration ## everything: lint, unit and integration tests
+
+bench: jars ## benchmarks: scorer variants and peers side by side, ratios in benchmarks/results
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+
+clean: ## remove local state (.scorestream) and caches; the jar cache stays
+	-$(BIN)/scorestream stack down 2>/dev/null
+	rm -rf .scorestream .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,86 @@
+"""One real Kafka broker and one real SparkSession for the whole integration session.
+
+Both are started by the project's own code (the same `LocalKafka` that `scorestream stack up`
+uses) on 127.0.0.1 ports nobody else holds, and stopped by pid at the end. Nothing is mocked
+and nothing is skipped: if the broker or Spark cannot start, every test here fails loudly.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.registry import Registry
+from models.train import TrainSettings, synthetic_frame, train
+from producers.generator import SPEC
+from scorestream.kafka import KafkaSettings, ensure_topics
+from scorestream.stack import LocalKafka, StackSettings, free_port_block
+
+TopicFactory = Callable[..., str]
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:
+    settings = StackSettings(
+        state_dir=tmp_path_factory.mktemp("stack"), port=free_port_block(1), heap="512m"
+    )
+    local = LocalKafka(settings)
+    local.up()
+    try:
+        yield local
+    finally:
+        stopped = local.down()
+        assert not local.running(), f"broker pids still alive after down ({stopped} stopped)"
+
+
+@pytest.fixture(scope="session")
+def kafka(stack: LocalKafka) -> KafkaSettings:
+    return stack.kafka
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    from scorestream.spark import SparkSettings, session
+
+    spark = session(SparkSettings(app_name="scorestream-tests", shuffle_partitions=2))
+    try:
+        yield spark
+    finally:
+        spark.stop()
+
+
+@pytest.fixture
+def topic_factory(kafka: KafkaSettings) -> TopicFactory:
+    """Create a topic with a unique name; defaults overridable per call."""
+
+    def make(prefix: str = "t", partitions: int = 2, **config: str) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+        ensure_topics(kafka, [name], partitions=partitions, config=config or None)
+        return name
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_registry(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """A registry holding one small logistic model on the synthetic data, promoted champion."""
+    root = tmp_path_factory.mktemp("registry")
+    train(
+        spark,
+        synthetic_frame(spark, 6_000, seed=11),
+        SPEC,
+        TrainSettings(registry=root, seed=11),
+        fingerprint="synthetic:rows=6000:seed=11",
+        source="synthetic",
+        progress=lambda _m: None,
+    )
+    return Registry(root)
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    return tmp_path / "checkpoint"
