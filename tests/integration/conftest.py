@@ -43,7 +43,8 @@ def kafka(stack: LocalKafka) -> KafkaSettings:
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator[Any]:
+def spark(stack: LocalKafka) -> Iterator[Any]:
+    """Depends on the broker so the broker outlives Spark's cached Kafka producers."""
     from scorestream.spark import SparkSettings, session
 
     spark = session(SparkSettings(app_name="scorestream-tests", shuffle_partitions=2))
