@@ -111,17 +111,27 @@ def _hour_weights() -> np.ndarray:
     return np.asarray(weights / weights.sum())
 
 
+BLOCK = 10_000
+
+
 def iter_events(
-    count: int, seed: int, chunk: int = 10_000, drift: Drift | None = None
+    count: int, seed: int, start: int = 0, drift: Drift | None = None
 ) -> Iterator[dict[str, object]]:
-    """Feature events (no label), generated in chunks so memory stays flat for any count."""
-    done = 0
-    while done < count:
-        n = min(chunk, count - done)
-        cols = generate_columns(n, seed=seed * 1_000_003 + done, start=done, drift=drift)
-        for i in range(n):
+    """Feature events `start .. start+count-1` (no label), the same for any count.
+
+    Generated in fixed blocks, so memory stays flat and event k depends only on (seed, k).
+    """
+    done = start
+    end = start + count
+    while done < end:
+        block, first = divmod(done, BLOCK)
+        cols = generate_columns(
+            BLOCK, seed=seed * 1_000_003 + block, start=block * BLOCK, drift=drift
+        )
+        n = min(BLOCK - first, end - done)
+        for i in range(first, first + n):
             yield {
-                "event_id": f"evt-{seed}-{done + i}",
+                "event_id": f"evt-{seed}-{block * BLOCK + i}",
                 "amount": float(cols["amount"][i]),
                 "merchant_category": str(cols["merchant_category"][i]),
                 "country": str(cols["country"][i]),

@@ -39,8 +39,10 @@ def add(
         try:
             value = type(raw)
         except (ValueError, argparse.ArgumentTypeError) as exc:
+            # A secret's value never reaches a message, not even through the parser's error.
+            reason = "it is not the expected kind of value" if is_secret(env) else str(exc)
             shown = "***" if is_secret(env) else repr(raw)
-            msg = f"environment variable {env}={shown} is not valid: {exc}"
+            msg = f"environment variable {env}={shown} is not valid: {reason}"
             raise SystemExit(msg) from exc
     shown_default = "***" if is_secret(flag) and default else default
     parser.add_argument(
