@@ -145,21 +145,28 @@ def ensure_topics(
     settings: KafkaSettings,
     topics: Iterable[str],
     partitions: int = 1,
-    replication: int = 1,
+    replication: int | None = None,
     config: Mapping[str, str] | None = None,
     timeout_s: float = 30.0,
 ) -> list[str]:
-    """Create the topics that do not exist yet; return the ones created."""
+    """Create the topics that do not exist yet; return the ones created.
+
+    Without an explicit `replication` a topic gets min(3, brokers) replicas, and with three
+    or more replicas `min.insync.replicas=2` (unless `config` says otherwise), so an
+    `acks=all` write survives losing any one broker and is never acknowledged by one alone.
+    """
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient(settings.confluent())
-    existing = set(admin.list_topics(timeout=timeout_s).topics)
+    meta = admin.list_topics(timeout=timeout_s)
+    existing = set(meta.topics)
     wanted = [t for t in dict.fromkeys(topics) if t not in existing]
     if not wanted:
         return []
+    replicas, topic_config = topic_layout(len(meta.brokers), replication, config)
     futures = admin.create_topics(
-        [NewTopic(t, partitions, replication, config=dict(config or {})) for t in wanted],
+        [NewTopic(t, partitions, replicas, config=topic_config) for t in wanted],
         operation_timeout=timeout_s,
         request_timeout=timeout_s,
     )
@@ -173,6 +180,17 @@ def ensure_topics(
                 )
                 raise StackError(msg) from exc
     return wanted
+
+
+def topic_layout(
+    brokers: int, replication: int | None = None, config: Mapping[str, str] | None = None
+) -> tuple[int, dict[str, str]]:
+    """Replication factor and topic config for a cluster of `brokers` (see ensure_topics)."""
+    replicas = replication if replication is not None else max(1, min(3, brokers))
+    topic_config = dict(config or {})
+    if replicas >= 3:
+        topic_config.setdefault("min.insync.replicas", "2")
+    return replicas, topic_config
 
 
 def topic_partitions(settings: KafkaSettings, topic: str, timeout_s: float = 10.0) -> int:
