@@ -62,13 +62,25 @@ def spark_args(p: argparse.ArgumentParser) -> None:
         default="2g",
         help="Spark driver memory",
     )
+    opt.add(
+        p,
+        "--driver-host",
+        env="SCORESTREAM_DRIVER_HOST",
+        default="127.0.0.1",
+        help="address Spark executors reach the driver at (its host name on a cluster)",
+    )
 
 
 def spark_session(args: argparse.Namespace, app: str) -> SparkSession:
     from scorestream.spark import SparkSettings, session
 
     return session(
-        SparkSettings(master=args.master, app_name=app, driver_memory=args.driver_memory)
+        SparkSettings(
+            master=args.master,
+            app_name=app,
+            driver_memory=args.driver_memory,
+            driver_host=args.driver_host,
+        )
     )
 
 

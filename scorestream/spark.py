@@ -20,6 +20,9 @@ class SparkSettings:
     app_name: str = "scorestream"
     shuffle_partitions: int = 4
     driver_memory: str = "2g"
+    # The address executors use to reach the driver: 127.0.0.1 for local mode and a cluster
+    # on this machine; the driver's routable host name on a real cluster (or in compose).
+    driver_host: str = "127.0.0.1"
     ui: bool = False
     log_level: str = "WARN"
     conf: tuple[tuple[str, str], ...] = field(default=())
@@ -31,15 +34,16 @@ def session(settings: SparkSettings | None = None) -> SparkSession:
 
     s = settings or SparkSettings()
     # Without these Spark binds the machine's other address (see README, troubleshooting).
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    if s.driver_host == "127.0.0.1":
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("PYSPARK_PYTHON", os.environ.get("PYSPARK_PYTHON") or _python())
     connector_jars = ",".join(str(j) for j in jars.spark_connector_jars())
     builder = (
         SparkSession.builder.master(s.master)
         .appName(s.app_name)
         .config("spark.jars", connector_jars)
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.driver.host", s.driver_host)
+        .config("spark.driver.bindAddress", s.driver_host)
         .config("spark.driver.memory", s.driver_memory)
         .config("spark.ui.enabled", str(s.ui).lower())
         .config("spark.sql.shuffle.partitions", str(s.shuffle_partitions))
