@@ -46,6 +46,33 @@ class BulkHistogram(Collector):
             self._counts += per_bucket
             self._sum += float(arr.sum())
 
+    @property
+    def bounds(self) -> tuple[float, ...]:
+        """Upper bounds of the buckets, the last one +Inf."""
+        return tuple(float(b) for b in self._bounds)
+
+    def observe_counts(self, per_bucket: npt.ArrayLike, total: float) -> None:
+        """Add counts already bucketed elsewhere (e.g. in Spark), one per bound, and their sum.
+
+        per_bucket[i] counts the values v with bounds[i-1] < v <= bounds[i]: the bucket
+        observe_many would have put them in.
+        """
+        counts = np.asarray(per_bucket)
+        if (
+            counts.shape != self._counts.shape
+            or counts.dtype.kind not in "iu"
+            or np.any(counts < 0)
+            or not np.isfinite(total)
+        ):
+            msg = (
+                f"bucket counts must be {self._counts.size} non-negative integers and a finite "
+                f"sum, got {counts.tolist()!r} and {total!r}"
+            )
+            raise MetricsError(msg)
+        with self._lock:
+            self._counts += counts.astype(np.int64)
+            self._sum += float(total)
+
     def describe(self) -> Iterable[Metric]:
         return [HistogramMetricFamily(self.name, self.documentation)]
 

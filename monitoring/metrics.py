@@ -222,11 +222,15 @@ class ScorerMetrics:
         scored: int,
         dead_lettered_by_reason: Mapping[str, int],
         duration_s: float,
-        latencies_s: Sequence[float] | npt.NDArray,
+        latencies_s: Sequence[float] | npt.NDArray = (),
+        *,
         batch_id: int,
         completed_at: float,
     ) -> None:
-        """Count one finished micro-batch; completed_at is a Unix timestamp in seconds."""
+        """Count one finished micro-batch; completed_at is a Unix timestamp in seconds.
+
+        Latencies bucketed elsewhere (in Spark) go to ``end_to_end_latency.observe_counts``.
+        """
         unknown = set(dead_lettered_by_reason) - set(DEAD_LETTER_REASONS)
         if unknown:
             msg = (
@@ -270,6 +274,10 @@ class ScorerMetrics:
                 self.model_swaps.inc()
             self.model_info.labels(*new).set(1)
             self._model = new
+
+    def set_features(self, features: Sequence[str]) -> None:
+        """Replace the allowlist of `feature` label values (a new model's profile)."""
+        self.features = frozenset(features)
 
     def model_load_failed(self) -> None:
         self.model_load_failures.inc()

@@ -43,17 +43,25 @@ def cmd_jars(_args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from monitoring.cli import monitor_settings
     from scorestream.demo import DemoSettings, run_demo
 
     return run_demo(
         DemoSettings(
-            events=args.events, rate=args.rate, state=Path(STATE), port=args.port, keep=args.keep
+            events=args.events,
+            rate=args.rate,
+            state=Path(STATE),
+            port=args.port,
+            keep=args.keep,
+            monitoring=monitor_settings(args),
         )
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     from models.cli import register as register_models
+    from monitoring.cli import metrics_args
+    from monitoring.cli import register as register_monitoring
     from producers.cli import register as register_producers
     from streaming.cli import register as register_streaming
 
@@ -83,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_models(command)
     register_streaming(command)
     register_producers(command)
+    register_monitoring(command)
 
     p = command("demo", cmd_demo, "run the whole path end to end on a local stack")
     opt.add(
@@ -114,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="leave the stack and scorer running until Ctrl-C [env: none, default: false]",
     )
+    metrics_args(p)
     return parser
 
 

@@ -7,10 +7,11 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from monitoring.settings import MonitorSettings
 from scorestream.kafka import KafkaSettings, ensure_topics, topic_partitions
 
 INPUT, OUTPUT = "features", "scores"
@@ -27,6 +28,7 @@ class DemoSettings:
     keep: bool = False
     train_rows: int = 30_000
     timeout_s: float = 600.0
+    monitoring: MonitorSettings = field(default_factory=MonitorSettings)
 
 
 def _say(text: str) -> None:
@@ -57,6 +59,7 @@ def run_demo(settings: DemoSettings) -> int:
     from scorestream.spark import session
     from scorestream.stack import LocalKafka, StackSettings
     from streaming.job import Scorer, ScorerSettings
+    from streaming.monitor import ScorerMonitor
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -65,6 +68,7 @@ def run_demo(settings: DemoSettings) -> int:
     stack = LocalKafka(StackSettings(state_dir=settings.state / "stack", port=settings.port))
     started_stack = not stack.running()
     scorer: Scorer | None = None
+    monitor: ScorerMonitor | None = None
     summary, status = "", 1
     try:
         _say(
@@ -87,6 +91,7 @@ def run_demo(settings: DemoSettings) -> int:
         )
         ensure_topics(kafka, [INPUT, OUTPUT, f"{INPUT}.dlq"], partitions=2)
         _say(f"[3/5] starting the scorer with model v{entry.version} ...")
+        monitor = ScorerMonitor(spark, settings.monitoring)
         scorer = Scorer(
             spark,
             kafka,
@@ -97,7 +102,10 @@ def run_demo(settings: DemoSettings) -> int:
                 checkpoint=settings.state / "checkpoints" / f"demo-{seed}",
                 starting_offsets=_end_offsets(kafka, INPUT),
             ),
+            listeners=[monitor],
         )
+        monitor.attach(scorer)
+        _say(f"      Prometheus metrics on {monitor.url}")
         scorer.start()
         scorer.wait_ready()
         _say(f"[4/5] publishing {settings.events} events to {INPUT}, reading {OUTPUT} ...")
@@ -172,6 +180,7 @@ def run_demo(settings: DemoSettings) -> int:
                 f"      kafka {kafka.bootstrap}, topics {INPUT} -> {OUTPUT}; "
                 "try: scorestream produce --count 1000"
             )
+            _say(f"      metrics {monitor.url} (Prometheus/Grafana: docs/monitoring.md)")
             threading.Event().wait()
         _say("[5/5] stopping the scorer and what the demo started")
         status = 0 if len(mine.ids) == settings.events else 1
@@ -182,6 +191,8 @@ def run_demo(settings: DemoSettings) -> int:
         try:
             if scorer is not None:
                 scorer.stop()
+            if monitor is not None:
+                monitor.close()
         finally:
             if started_stack:
                 stack.down()

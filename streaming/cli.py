@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from monitoring.cli import metrics_args, monitor_settings
 from scorestream import options as opt
 from scorestream.cli_common import (
     Command,
@@ -19,6 +20,7 @@ from scorestream.cli_common import (
     spark_session,
 )
 from streaming.job import Scorer, ScorerSettings, validate_settings
+from streaming.monitor import ScorerMonitor
 from streaming.validate import ValidationSettings
 
 
@@ -127,8 +129,11 @@ def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
 
 def cmd_score(args: argparse.Namespace) -> int:
     settings = scorer_settings(args)
+    monitoring = monitor_settings(args)
     spark = spark_session(args, "scorestream-scorer")
-    scorer = Scorer(spark, kafka_settings(args), settings)
+    monitor = ScorerMonitor(spark, monitoring)
+    scorer = Scorer(spark, kafka_settings(args), settings, listeners=[monitor])
+    monitor.attach(scorer)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -145,13 +150,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(
         f"scoring {settings.input_topic} -> {settings.output_topic} "
         f"(dead letters: {settings.topics.dead_letter}) with model "
-        f"v{scorer.holder.version}; checkpoint {settings.checkpoint_dir}",
+        f"v{scorer.holder.version}; checkpoint {settings.checkpoint_dir}; "
+        f"metrics on {monitor.url}",
         file=sys.stderr,
         flush=True,
     )
     while not stop.is_set() and query.isActive:
         stop.wait(1.0)
     scorer.stop()
+    monitor.close()
     scorer.raise_if_failed()
     t = scorer.totals
     print(
@@ -169,3 +176,4 @@ def register(command: Command) -> None:
     spark_args(p)
     registry_arg(p)
     scorer_args(p)
+    metrics_args(p)
