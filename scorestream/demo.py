@@ -10,9 +10,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from monitoring.settings import MonitorSettings
 from scorestream.kafka import KafkaSettings, ensure_topics, topic_partitions
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
 INPUT, OUTPUT = "features", "scores"
 
@@ -68,6 +72,7 @@ def run_demo(settings: DemoSettings) -> int:
     stack = LocalKafka(StackSettings(state_dir=settings.state / "stack", port=settings.port))
     started_stack = not stack.running()
     scorer: Scorer | None = None
+    spark: SparkSession | None = None
     monitor: ScorerMonitor | None = None
     summary, status = "", 1
     try:
@@ -189,10 +194,16 @@ def run_demo(settings: DemoSettings) -> int:
         return 130
     finally:
         try:
+            if spark is not None:
+                # Stopping interrupts Hadoop/Kafka threads that warn about it; expected here.
+                spark.sparkContext.setLogLevel("ERROR")
             if scorer is not None:
                 scorer.stop()
             if monitor is not None:
                 monitor.close()
+            if spark is not None:
+                # Before the broker goes, so Spark's cached Kafka producers do not retry it.
+                spark.stop()
         finally:
             if started_stack:
                 stack.down()
