@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
+from producers.encoding import FORMATS
 from scorestream import options as opt
 from scorestream.cli_common import Command, kafka_args, kafka_settings
 
@@ -14,7 +16,13 @@ def cmd_produce(args: argparse.Namespace) -> int:
     from producers.publisher import ProduceSettings, publish
 
     settings = ProduceSettings(
-        topic=args.topic, count=args.count, rate=args.rate, seed=args.seed, fmt=args.format
+        topic=args.topic,
+        count=args.count,
+        rate=args.rate,
+        seed=args.seed,
+        fmt=args.format,
+        schema=Path(args.schema) if args.schema else None,
+        schema_id=args.schema_id,
     )
 
     def progress(sent: int, elapsed: float) -> None:
@@ -40,7 +48,17 @@ def cmd_consume(args: argparse.Namespace) -> int:
     def done(s: ScoreSummary) -> bool:
         return bool(limit) and s.count >= limit
 
-    for record in iter_scores(kafka_settings(args), args.topic, done, args.timeout, summary):
+    isolation = "read_committed" if args.read_committed else "read_uncommitted"
+    records = iter_scores(
+        kafka_settings(args),
+        args.topic,
+        done,
+        args.timeout,
+        summary,
+        fmt=args.format,
+        isolation=isolation,
+    )
+    for record in records:
         if not args.summary:
             print(json.dumps(record), flush=True)
     if args.summary:
@@ -75,7 +93,27 @@ def register(command: Command) -> None:
     )
     opt.add(p, "--seed", env="SCORESTREAM_SEED", default=7, type=int, help="random seed")
     opt.add(
-        p, "--format", env="SCORESTREAM_FORMAT", default="json", help="json, avro or confluent-avro"
+        p,
+        "--format",
+        env="SCORESTREAM_FORMAT",
+        default="json",
+        choices=FORMATS,
+        help="event encoding: json, avro or confluent-avro",
+    )
+    opt.add(
+        p,
+        "--schema",
+        env="SCORESTREAM_EVENT_SCHEMA",
+        default="",
+        help="Avro writer schema file (empty: schemas/event.avsc)",
+    )
+    opt.add(
+        p,
+        "--schema-id",
+        env="SCORESTREAM_SCHEMA_ID",
+        default=1,
+        type=int,
+        help="schema id written in the Confluent header (confluent-avro)",
     )
 
     p = command("consume", cmd_consume, "subscribe to the score topic and print records")
@@ -96,6 +134,20 @@ def register(command: Command) -> None:
         default=30.0,
         type=opt.non_negative_float,
         help="seconds to wait",
+    )
+    opt.add(
+        p,
+        "--format",
+        env="SCORESTREAM_OUTPUT_FORMAT",
+        default="json",
+        choices=FORMATS,
+        help="score encoding: json, avro or confluent-avro (as the scorer's --output-format)",
+    )
+    p.add_argument(
+        "--read-committed",
+        action="store_true",
+        help="read only committed transactions (for a scorer in --exactly-once mode) "
+        "[env: none, default: false]",
     )
     p.add_argument(
         "--summary",

@@ -6,6 +6,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from producers.encoding import encoder
@@ -22,8 +23,10 @@ class ProduceSettings:
     count: int = 10_000
     rate: float = 0.0  # events per second; 0 = as fast as the broker takes them
     seed: int = 7
-    fmt: str = "json"
+    fmt: str = "json"  # json, avro or confluent-avro
     drift: Drift | None = None
+    schema: Path | None = None  # Avro writer schema (default: schemas/event.avsc)
+    schema_id: int = 1  # written in the Confluent header
 
 
 class Publisher:
@@ -97,7 +100,7 @@ def publish(
     progress: Callable[[int, float], None] | None = None,
 ) -> int:
     """Publish events (synthetic by default), paced to `rate`; returns the count delivered."""
-    encode = encoder(settings.fmt)
+    encode = encoder(settings.fmt, settings.schema, settings.schema_id)
     source = (
         events
         if events is not None

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from producers.encoding import parse_time
+from producers.encoding import decoder, iso_millis, parse_time
+from scorestream.errors import DataError
 from scorestream.kafka import KafkaSettings
 
 
@@ -69,10 +69,18 @@ def iter_scores(
     timeout_s: float,
     summary: ScoreSummary | None = None,
     from_beginning: bool = True,
+    fmt: str = "json",
+    isolation: str = "read_uncommitted",
 ) -> Iterator[dict[str, Any]]:
-    """Yield decoded score records until `until(summary)` holds or `timeout_s` passes."""
+    """Yield decoded score records until `until(summary)` holds or `timeout_s` passes.
+
+    `fmt` is the scorer's output format (json, avro, confluent-avro); Avro timestamps are
+    given as ISO-8601 text, as in JSON. `isolation` read_committed hides records of aborted
+    transactions (the scorer's --exactly-once mode).
+    """
+    decode = decoder(fmt)
     seen = summary if summary is not None else ScoreSummary()
-    c = consumer(kafka, topic, from_beginning=from_beginning)
+    c = consumer(kafka, topic, from_beginning=from_beginning, isolation=isolation)
     deadline = time.monotonic() + timeout_s
     try:
         while not until(seen) and time.monotonic() < deadline:
@@ -81,10 +89,13 @@ def iter_scores(
                     continue
                 arrived = time.time()
                 try:
-                    record = json.loads(msg.value())
-                except (ValueError, TypeError):
+                    record = decode(msg.value())
+                except DataError:
                     seen.invalid += 1
                     continue
+                for name in ("event_time", "scored_at"):
+                    if isinstance(record.get(name), int):
+                        record[name] = iso_millis(record[name])
                 seen.add(record, arrived)
                 yield record
     finally:

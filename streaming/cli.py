@@ -10,6 +10,7 @@ from pathlib import Path
 from types import FrameType
 
 from monitoring.cli import metrics_args, monitor_settings
+from producers.avro import EVENT_SCHEMA
 from scorestream import options as opt
 from scorestream.cli_common import (
     Command,
@@ -19,8 +20,10 @@ from scorestream.cli_common import (
     spark_args,
     spark_session,
 )
+from streaming.avro_input import INPUT_FORMATS, InputFormat
 from streaming.job import Scorer, ScorerSettings, validate_settings
 from streaming.monitor import ScorerMonitor
+from streaming.scoring import OUTPUT_FORMATS, OutputFormat
 from streaming.validate import ValidationSettings
 
 
@@ -100,6 +103,88 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
     )
     opt.add(
         p,
+        "--input-format",
+        env="SCORESTREAM_INPUT_FORMAT",
+        default="json",
+        choices=INPUT_FORMATS,
+        help="encoding of the input events: json, avro (plain body) or confluent-avro "
+        "(magic byte 0 + 4-byte schema id + body)",
+    )
+    opt.add(
+        p,
+        "--reader-schema",
+        env="SCORESTREAM_READER_SCHEMA",
+        default=str(EVENT_SCHEMA),
+        help="Avro schema the events are decoded into (the contract)",
+    )
+    opt.add(
+        p,
+        "--writer-schema",
+        env="SCORESTREAM_WRITER_SCHEMA",
+        default="",
+        help="Avro schema the producers write with, if not the reader schema (plain Avro, and "
+        "confluent-avro without --schema-dir)",
+    )
+    opt.add(
+        p,
+        "--schema-dir",
+        env="SCORESTREAM_SCHEMA_DIR",
+        default="",
+        help="confluent-avro: directory of writer schemas named <schema id>.avsc, re-read "
+        "every batch",
+    )
+    opt.add(
+        p,
+        "--output-format",
+        env="SCORESTREAM_OUTPUT_FORMAT",
+        default="json",
+        choices=OUTPUT_FORMATS,
+        help="encoding of score records: json, avro or confluent-avro (schemas/score.avsc)",
+    )
+    opt.add(
+        p,
+        "--output-schema-id",
+        env="SCORESTREAM_OUTPUT_SCHEMA_ID",
+        default=1,
+        type=int,
+        help="schema id written in the header of confluent-avro score records",
+    )
+    opt.add(
+        p,
+        "--exactly-once",
+        env="SCORESTREAM_EXACTLY_ONCE",
+        default=False,
+        type=opt.bool_flag,
+        nargs="?",
+        const=True,
+        help="publish each micro-batch in one Kafka transaction with a batch marker "
+        "(read scores with isolation.level=read_committed)",
+    )
+    opt.add(
+        p,
+        "--marker-topic",
+        env="SCORESTREAM_MARKER_TOPIC",
+        default="",
+        help="exactly-once batch markers (empty: <output topic>.markers)",
+    )
+    opt.add(
+        p,
+        "--create-topics",
+        env="SCORESTREAM_CREATE_TOPICS",
+        default=True,
+        type=opt.bool_flag,
+        help="create missing input, output and dead-letter topics (false: fail when missing)",
+    )
+    opt.add(
+        p,
+        "--startup-timeout",
+        env="SCORESTREAM_STARTUP_TIMEOUT",
+        default=30.0,
+        type=opt.non_negative_float,
+        help="seconds to retry an unreachable broker before giving up",
+    )
+    opt.add(
+        p,
         "--topic-partitions",
         env="SCORESTREAM_TOPIC_PARTITIONS",
         default=2,
@@ -122,6 +207,17 @@ def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
         starting_offsets=args.starting_offsets,
         topic_partitions=args.topic_partitions,
         validation=ValidationSettings(max_record_bytes=args.max_record_bytes),
+        input_format=InputFormat(
+            kind=args.input_format,
+            reader_schema=Path(args.reader_schema),
+            writer_schema=Path(args.writer_schema) if args.writer_schema else None,
+            schema_dir=Path(args.schema_dir) if args.schema_dir else None,
+        ),
+        output_format=OutputFormat(kind=args.output_format, schema_id=args.output_schema_id),
+        exactly_once=args.exactly_once,
+        marker_topic=args.marker_topic,
+        create_topics=args.create_topics,
+        startup_timeout_s=args.startup_timeout,
     )
     validate_settings(settings)
     return settings

@@ -5,16 +5,24 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from models.registry import Registry
 from scorestream.errors import ConfigError, ScorestreamError
-from scorestream.kafka import KafkaSettings, ensure_topics
+from scorestream.kafka import KafkaSettings
+from streaming import preflight
+from streaming.avro_input import (
+    InputFormat,
+    WriterSchemas,
+    limit_decoder_allocations,
+    load_writer_schemas,
+)
+from streaming.exactly_once import Record, TransactionalSink, query_id
 from streaming.model_holder import ModelHolder
-from streaming.scoring import Topics, score_records, to_kafka
+from streaming.scoring import OutputFormat, Topics, score_records, to_kafka
 from streaming.validate import REASON, ValidationSettings
 
 if TYPE_CHECKING:
@@ -42,6 +50,27 @@ class ScorerSettings:
     create_topics: bool = True
     topic_partitions: int = 2
     validation: ValidationSettings = field(default_factory=ValidationSettings)
+    input_format: InputFormat = field(default_factory=InputFormat)
+    output_format: OutputFormat = field(default_factory=OutputFormat)
+    exactly_once: bool = False
+    marker_topic: str = ""  # exactly-once batch markers (empty: <output topic>.markers)
+    transaction_timeout_ms: int = 300_000
+    startup_timeout_s: float = 30.0  # how long to retry an unreachable broker
+
+    @property
+    def markers(self) -> str:
+        return self.marker_topic or f"{self.output_topic}.markers"
+
+    def bound(self) -> dict[str, object]:
+        """What a checkpoint is bound to (see streaming/preflight.py)."""
+        return {
+            "input_topic": self.input_topic,
+            "output_topic": self.output_topic,
+            "dead_letter_topic": self.topics.dead_letter,
+            "exactly_once": self.exactly_once,
+            "input_format": self.input_format.kind,
+            "output_format": self.output_format.kind,
+        }
 
     @property
     def topics(self) -> Topics:
@@ -71,6 +100,8 @@ class BatchStats:
     dead_lettered: dict[str, int]
     duration_s: float
     model_version: int
+    # exactly-once: the batch was committed by an earlier run and not published again.
+    replay_skipped: bool = False
 
 
 @dataclass
@@ -125,6 +156,8 @@ class Scorer:
         # Held while a batch runs, so a stop waits for the batch instead of interrupting it.
         self._batch_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._sink: TransactionalSink | None = None
+        self._writers: WriterSchemas | None = None
 
     def _source(self) -> DataFrame:
         s = self.settings
@@ -168,18 +201,23 @@ class Scorer:
         self.holder.refresh()
         entry, model = self.holder.entry, self.holder.model
         spec = self.holder.spec
-        scored = score_records(batch, model, entry.version, spec, self.settings.validation)
+        s = self.settings
+        writers = self._writer_schemas(refresh=True)
+        scored = score_records(
+            batch, model, entry.version, spec, s.validation, s.input_format, writers
+        )
         # Cached so the write, the counts and the listeners read one scoring of the batch,
         # not Kafka and the model again.
         scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
         try:
-            (
-                to_kafka(scored, spec, self.settings.topics)
-                .select("topic", "key", "value", "headers")
-                .write.format("kafka")
-                .options(**self.kafka.spark_options())
-                .save()
+            out = to_kafka(scored, spec, s.topics, s.output_format).select(
+                "topic", "key", "value", "headers"
             )
+            skipped = False
+            if s.exactly_once:
+                skipped = self._publish_transaction(out, batch_id)
+            else:
+                out.write.format("kafka").options(**self.kafka.spark_options()).save()
             by_reason = {
                 r[REASON]: int(r["n"])
                 for r in scored.groupBy(REASON).agg(F.count(F.lit(1)).alias("n")).collect()
@@ -192,7 +230,12 @@ class Scorer:
                 dead_lettered=dead,
                 duration_s=time.monotonic() - started,
                 model_version=entry.version,
+                replay_skipped=skipped,
             )
+            if skipped:
+                # Counted and seen by listeners in the run that committed it.
+                self.last_batch = stats
+                return
             for listener in self.listeners:
                 try:
                     listener.on_batch(scored, stats)
@@ -213,14 +256,81 @@ class Scorer:
             stats.model_version,
         )
 
-    def start(self) -> StreamingQuery:
-        """Create missing topics, start the query, return it (it runs in the background)."""
+    def _writer_schemas(self, refresh: bool = False) -> WriterSchemas | None:
+        """The Avro writer schemas (the Confluent schema directory is re-read per batch)."""
+        fmt = self.settings.input_format
+        if fmt.kind == "json":
+            return None
+        if self._writers is None or (refresh and fmt.schema_dir is not None):
+            from producers.avro import read_schema
+            from streaming.avro_input import schema_text
+
+            reader = schema_text(read_schema(fmt.reader_schema))
+            self._writers = load_writer_schemas(self.spark, fmt, reader)
+            for schema_id, problem in self._writers.problems.items():
+                log.error("writer schema id %d is not used: %s", schema_id, problem)
+        return self._writers
+
+    def _publish_transaction(self, out: DataFrame, batch_id: int) -> bool:
+        """Publish the batch in one Kafka transaction; True when it was a skipped replay."""
         s = self.settings
-        if s.create_topics:
-            ensure_topics(self.kafka, [s.input_topic], partitions=s.topic_partitions)
-            ensure_topics(
-                self.kafka, [s.output_topic, s.topics.dead_letter], partitions=s.topic_partitions
+        if self._sink is None:
+            self._sink = TransactionalSink(
+                self.kafka,
+                s.markers,
+                f"scorestream-{query_id(s.checkpoint_dir)}",
+                s.transaction_timeout_ms,
             )
+        if batch_id <= self._sink.last_committed:
+            result = self._sink.publish(batch_id, ())
+        else:
+            rows = out.toLocalIterator(prefetchPartitions=True)
+            records: Iterator[Record] = (
+                (
+                    r["topic"],
+                    None if r["key"] is None else bytes(r["key"]),
+                    None if r["value"] is None else bytes(r["value"]),
+                    [(h["key"], bytes(h["value"] or b"")) for h in r["headers"] or ()],
+                )
+                for r in rows
+            )
+            result = self._sink.publish(batch_id, records)
+        log.info(
+            "batch %d: %s %d records in one transaction in %.3f s",
+            batch_id,
+            "skipped (committed before)" if result.skipped else "published",
+            result.records,
+            result.seconds,
+        )
+        return result.skipped
+
+    def preflight(self) -> None:
+        """Start-up checks: broker reachable, topics there, checkpoint ours, schemas usable."""
+        s = self.settings
+        preflight.check_broker(self.kafka, s.startup_timeout_s)
+        preflight.check_checkpoint(s.checkpoint_dir, s.bound())
+        preflight.check_topics(
+            self.kafka,
+            s.input_topic,
+            [s.output_topic, s.topics.dead_letter],
+            s.create_topics,
+            s.topic_partitions,
+            compacted=[s.markers] if s.exactly_once else None,
+        )
+        if s.input_format.kind != "json":
+            from producers.avro import read_schema
+            from streaming.avro_input import check_reader_schema
+
+            fmt = s.input_format
+            check_reader_schema(read_schema(fmt.reader_schema), self.holder.spec, fmt.reader_schema)
+            limit_decoder_allocations(self.spark, s.validation.max_record_bytes)
+            self._writer_schemas()
+        preflight.write_manifest(s.checkpoint_dir, s.bound())
+
+    def start(self) -> StreamingQuery:
+        """Check the set-up, create missing topics, start the query and return it."""
+        s = self.settings
+        self.preflight()
         writer = (
             self._source()
             .writeStream.foreachBatch(self._process)
@@ -248,6 +358,7 @@ class Scorer:
         """Let the running batch finish, then stop the query (what SIGTERM and Ctrl-C do)."""
         self._stopping.set()
         if self.query is None or not self.query.isActive:
+            self._close_sink()
             return
         got = self._batch_lock.acquire(timeout=timeout_s)
         try:
@@ -255,6 +366,12 @@ class Scorer:
         finally:
             if got:
                 self._batch_lock.release()
+            self._close_sink()
+
+    def _close_sink(self) -> None:
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
 
     def raise_if_failed(self) -> None:
         if self._stopping.is_set():
@@ -272,4 +389,14 @@ def validate_settings(settings: ScorerSettings) -> None:
             f"input topic {settings.input_topic!r} must differ from the output and "
             "dead-letter topics"
         )
+        raise ConfigError(msg)
+    if settings.exactly_once and settings.markers in (
+        settings.input_topic,
+        settings.output_topic,
+        settings.topics.dead_letter,
+    ):
+        msg = f"marker topic {settings.markers!r} must differ from the data topics"
+        raise ConfigError(msg)
+    if settings.exactly_once and settings.trigger_interval.strip().lower().startswith("real"):
+        msg = "--exactly-once needs micro-batch mode (foreachBatch); real-time mode has none"
         raise ConfigError(msg)

@@ -10,7 +10,17 @@ from typing import TYPE_CHECKING
 
 from models.evaluate import score_column
 from models.spec import FeatureSpec
-from streaming.validate import MESSAGE, REASON, ValidationSettings, decode_json, validate
+from producers.avro import SCORE_SCHEMA, read_schema
+from scorestream.errors import ConfigError
+from streaming.avro_input import InputFormat, WriterSchemas, decode_avro
+from streaming.validate import (
+    MESSAGE,
+    REASON,
+    Decoded,
+    ValidationSettings,
+    decode_json,
+    validate,
+)
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -25,12 +35,34 @@ H_MESSAGE = "scorestream.error.message"
 H_MODEL = "scorestream.model.version"
 
 
+OUTPUT_FORMATS = ("json", "avro", "confluent-avro")
+
+
 @dataclass(frozen=True)
 class Topics:
     """Where scores and dead-letter records go."""
 
     output: str
     dead_letter: str
+
+
+@dataclass(frozen=True)
+class OutputFormat:
+    """How score records are encoded: JSON, or Avro of schemas/score.avsc (Confluent-framed
+    with `schema_id` for `confluent-avro`)."""
+
+    kind: str = "json"
+    schema_id: int = 1
+
+    def __post_init__(self) -> None:
+        if self.kind not in OUTPUT_FORMATS:
+            msg = (
+                f"unknown output format {self.kind!r}; expected one of {', '.join(OUTPUT_FORMATS)}"
+            )
+            raise ConfigError(msg)
+        if not 0 <= self.schema_id < 2**31:
+            msg = f"output schema id {self.schema_id} is outside 0..2^31-1"
+            raise ConfigError(msg)
 
 
 def _header(name: str, value: Column) -> Column:
@@ -49,22 +81,39 @@ def score_events(
     return scored.withColumn("score", score_column()).withColumn("model_version", F.lit(version))
 
 
-def to_kafka(scored: DataFrame, spec: FeatureSpec, topics: Topics) -> DataFrame:
+def _score_value(spec: FeatureSpec, output: OutputFormat) -> Column:
+    """The score record's bytes in the output format (schemas/score.avsc for Avro)."""
+    import json
+
+    from pyspark.sql import functions as F
+    from pyspark.sql.avro.functions import to_avro
+
+    record = F.struct(
+        F.col(spec.event_id).alias("event_id"),
+        F.col("score").cast("double").alias("score"),
+        F.col("prediction").cast("double").alias("prediction"),
+        F.col("model_version").cast("int").alias("model_version"),
+        F.col(spec.event_time).alias("event_time"),
+        F.current_timestamp().alias("scored_at"),
+    )
+    if output.kind == "json":
+        json_text = F.to_json(record, {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"})
+        return json_text.cast("binary")
+    body = to_avro(record, json.dumps(read_schema(SCORE_SCHEMA)))
+    if output.kind == "avro":
+        return body
+    header = bytes([0]) + output.schema_id.to_bytes(4, "big")
+    return F.concat(F.lit(header), body)
+
+
+def to_kafka(
+    scored: DataFrame, spec: FeatureSpec, topics: Topics, output: OutputFormat | None = None
+) -> DataFrame:
     """Kafka sink rows: a score for good records, the original bytes for dead-lettered ones."""
     from pyspark.sql import functions as F
 
     good = F.col(REASON).isNull()
-    score_value = F.to_json(
-        F.struct(
-            F.col(spec.event_id).alias("event_id"),
-            F.col("score"),
-            F.col("prediction"),
-            F.col("model_version"),
-            F.col(spec.event_time).alias("event_time"),
-            F.current_timestamp().alias("scored_at"),
-        ),
-        {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"},
-    )
+    score_value = _score_value(spec, output or OutputFormat())
     score_headers = F.array(
         _header(H_PARTITION, F.col("_src_partition")),
         _header(H_OFFSET, F.col("_src_offset")),
@@ -80,11 +129,26 @@ def to_kafka(scored: DataFrame, spec: FeatureSpec, topics: Topics) -> DataFrame:
     return scored.select(
         F.when(good, F.lit(topics.output)).otherwise(F.lit(topics.dead_letter)).alias("topic"),
         F.when(good, F.col(spec.event_id).cast("binary")).otherwise(F.col("_src_key")).alias("key"),
-        F.when(good, score_value.cast("binary")).otherwise(F.col("_src_value")).alias("value"),
+        F.when(good, score_value).otherwise(F.col("_src_value")).alias("value"),
         F.when(good, score_headers).otherwise(dlq_headers).alias("headers"),
         F.col(REASON),
         F.col(spec.event_time).alias("_event_time"),
     )
+
+
+def decode(
+    raw: DataFrame,
+    spec: FeatureSpec,
+    fmt: InputFormat | None = None,
+    writers: WriterSchemas | None = None,
+) -> Decoded:
+    """Decode Kafka source rows in the input format (JSON unless told otherwise)."""
+    if fmt is None or fmt.kind == "json":
+        return decode_json(raw, spec)
+    if writers is None:
+        msg = "Avro input needs its writer schemas (see streaming.avro_input.load_writer_schemas)"
+        raise ConfigError(msg)
+    return decode_avro(raw, spec, fmt, writers)
 
 
 def score_records(
@@ -93,9 +157,11 @@ def score_records(
     version: int,
     spec: FeatureSpec,
     validation: ValidationSettings,
+    fmt: InputFormat | None = None,
+    writers: WriterSchemas | None = None,
 ) -> DataFrame:
     """Kafka source rows -> typed features, `_reason`/`_message`, `score`, `prediction`."""
-    validated = validate(decode_json(raw, spec), spec, validation)
+    validated = validate(decode(raw, spec, fmt, writers), spec, validation)
     return score_events(validated, model, version, spec)
 
 
@@ -106,6 +172,7 @@ def score_kafka_rows(
     spec: FeatureSpec,
     topics: Topics,
     validation: ValidationSettings,
+    output: OutputFormat | None = None,
 ) -> DataFrame:
-    """Kafka source rows -> Kafka sink rows (plus `_reason`, `_event_time` for metrics)."""
-    return to_kafka(score_records(raw, model, version, spec, validation), spec, topics)
+    """Kafka source rows (JSON) -> Kafka sink rows (plus `_reason`, `_event_time` for metrics)."""
+    return to_kafka(score_records(raw, model, version, spec, validation), spec, topics, output)

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from models.spec import FeatureSpec
+from scorestream.errors import ConfigError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import DataType
 
 # Reason codes of dead-letter records, in the order they are checked.
 TOO_LARGE = "TOO_LARGE"
@@ -71,11 +73,106 @@ def _shown(value: Column) -> Column:
     return F.substring(F.coalesce(value, F.lit("null")), 1, 80)
 
 
+Raw = dict[str, tuple["Column", "DataType"]]
+
+
+def decoded_fields(
+    frame: DataFrame, spec: FeatureSpec, raw: Raw, failed: Column, failed_message: Column
+) -> Decoded:
+    """The shared second half of every decoder: raw field values -> typed columns and checks.
+
+    `frame` holds the source columns; `raw` maps each declared field to the decoder's value for
+    it and that value's Spark type (JSON: all text; Avro: the reader schema's types). `failed`
+    is true where the record could not be decoded at all, `failed_message` says why. Numbers
+    given as text are parsed (and a WRONG_TYPE when they do not parse), timestamps may be
+    timestamps, epoch milliseconds or ISO-8601 text.
+    """
+    from pyspark.sql import functions as F
+
+    typed: list[Column] = []
+    wrong_type: list[tuple[Column, Column]] = []
+    for name in spec.numeric_names:
+        value, wrong = _number(name, *raw[name])
+        typed.append(value.alias(name))
+        if wrong is not None:
+            wrong_type.append(wrong)
+    for name in spec.categorical:
+        typed.append(raw[name][0].cast("string").alias(name))
+    event_time, wrong = _timestamp(spec.event_time, *raw[spec.event_time])
+    if wrong is not None:
+        wrong_type.append(wrong)
+    decoded = frame.select(
+        *SOURCE_COLUMNS.values(),
+        raw[spec.event_id][0].cast("string").alias(spec.event_id),
+        event_time.alias(spec.event_time),
+        *typed,
+        F.coalesce(failed, F.lit(False)).alias("_decode_failed"),
+        failed_message.alias("_decode_message"),
+        *[cond.alias(f"_wrong_{i}") for i, (cond, _) in enumerate(wrong_type)],
+        *[text.alias(f"_wrong_msg_{i}") for i, (_, text) in enumerate(wrong_type)],
+    )
+    checks: list[Check] = [(F.col("_decode_failed"), DECODE_ERROR, F.col("_decode_message"))]
+    checks += _required(spec)
+    checks += [
+        (F.col(f"_wrong_{i}"), WRONG_TYPE, F.col(f"_wrong_msg_{i}")) for i in range(len(wrong_type))
+    ]
+    helpers = (
+        "_decode_failed",
+        "_decode_message",
+        *(f"_wrong_{i}" for i in range(len(wrong_type))),
+        *(f"_wrong_msg_{i}" for i in range(len(wrong_type))),
+    )
+    return Decoded(decoded, tuple(checks), helpers)
+
+
+def _number(
+    name: str, value: Column, kind: DataType
+) -> tuple[Column, tuple[Column, Column] | None]:
+    """A numeric feature as double, and its WRONG_TYPE check when the value may be text."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import BooleanType, NumericType, StringType
+
+    if isinstance(kind, NumericType | BooleanType):
+        return value.cast("double"), None
+    if not isinstance(kind, StringType):
+        msg = f"feature {name!r} is decoded as {kind.simpleString()}; expected a number or text"
+        raise ConfigError(msg)
+    # JSON has no NaN: Spark's reader accepts NaN/Infinity tokens, which it returns quoted.
+    text = F.regexp_replace(value, r'^"([+-]?(NaN|Infinity))"$', "$1")
+    number = text.try_cast("double")
+    message = F.concat(F.lit(f"feature '{name}' is "), _shown(value), F.lit(", expected a number"))
+    return number, (value.isNotNull() & number.isNull(), message)
+
+
+def _timestamp(
+    name: str, value: Column, kind: DataType
+) -> tuple[Column, tuple[Column, Column] | None]:
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import DateType, IntegralType, StringType, TimestampType
+
+    if isinstance(kind, TimestampType):
+        return value, None
+    if isinstance(kind, DateType):
+        return value.cast("timestamp"), None
+    if isinstance(kind, IntegralType):
+        return F.timestamp_millis(value.cast("long")), None
+    if not isinstance(kind, StringType):
+        msg = f"{name!r} is decoded as {kind.simpleString()}; expected a timestamp, long or text"
+        raise ConfigError(msg)
+    stamp = _parse_time(value)
+    message = F.concat(
+        F.lit(f"'{name}' is "),
+        _shown(value),
+        F.lit(", expected an ISO-8601 timestamp or epoch milliseconds"),
+    )
+    return stamp, (value.isNotNull() & stamp.isNull(), message)
+
+
 def decode_json(raw: DataFrame, spec: FeatureSpec) -> Decoded:
-    """Kafka rows with JSON values -> typed feature columns plus `_reason`/`_message`.
+    """Kafka rows with JSON values -> typed feature columns plus their checks.
 
     Every declared field is first read as text, so a wrong type is told apart from a missing
-    field (JSON has no NaN: Spark's reader accepts NaN/Infinity tokens, which it returns quoted).
+    field.
     """
     from pyspark.sql import functions as F
     from pyspark.sql.types import StringType, StructField, StructType
@@ -90,67 +187,12 @@ def decode_json(raw: DataFrame, spec: FeatureSpec) -> Decoded:
         {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT},
     )
     frame = raw.select(*source_columns(), parsed.alias("_json"))
-    typed: list[Column] = []
-    wrong_type: list[tuple[Column, Column]] = []
-    raw_text = {n: F.col(f"_json.{n}") for n in fields}
-    for name in spec.numeric_names:
-        text = F.regexp_replace(raw_text[name], r'^"([+-]?(NaN|Infinity))"$', "$1")
-        value = text.try_cast("double")
-        typed.append(value.alias(name))
-        wrong_type.append(
-            (
-                raw_text[name].isNotNull() & value.isNull(),
-                F.concat(
-                    F.lit(f"feature '{name}' is "),
-                    _shown(raw_text[name]),
-                    F.lit(", expected a number"),
-                ),
-            )
-        )
-    for name in spec.categorical:
-        typed.append(raw_text[name].alias(name))
-    event_time = _parse_time(raw_text[spec.event_time])
-    wrong_type.append(
-        (
-            raw_text[spec.event_time].isNotNull() & event_time.isNull(),
-            F.concat(
-                F.lit(f"'{spec.event_time}' is "),
-                _shown(raw_text[spec.event_time]),
-                F.lit(", expected an ISO-8601 timestamp or epoch milliseconds"),
-            ),
-        )
+    raw_text: Raw = {n: (F.col(f"_json.{n}"), StringType()) for n in fields}
+    failed = F.col("_json").isNull() | F.col(f"_json.{CORRUPT}").isNotNull()
+    message = F.concat(
+        F.lit("value is not a JSON object: "), _shown(F.col("_src_value").cast("string"))
     )
-    decoded = frame.select(
-        *SOURCE_COLUMNS.values(),
-        raw_text[spec.event_id].alias(spec.event_id),
-        event_time.alias(spec.event_time),
-        *typed,
-        F.col("_json").isNull().alias("_null_json"),
-        F.col(f"_json.{CORRUPT}").alias(CORRUPT),
-        *[cond.alias(f"_wrong_{i}") for i, (cond, _) in enumerate(wrong_type)],
-        *[text.alias(f"_wrong_msg_{i}") for i, (_, text) in enumerate(wrong_type)],
-    )
-    decode_failed = F.col("_null_json") | F.col(CORRUPT).isNotNull()
-    checks: list[Check] = [
-        (
-            decode_failed,
-            DECODE_ERROR,
-            F.concat(
-                F.lit("value is not a JSON object: "), _shown(F.col("_src_value").cast("string"))
-            ),
-        )
-    ]
-    checks += _required(spec)
-    checks += [
-        (F.col(f"_wrong_{i}"), WRONG_TYPE, F.col(f"_wrong_msg_{i}")) for i in range(len(wrong_type))
-    ]
-    helpers = (
-        "_null_json",
-        CORRUPT,
-        *(f"_wrong_{i}" for i in range(len(wrong_type))),
-        *(f"_wrong_msg_{i}" for i in range(len(wrong_type))),
-    )
-    return Decoded(decoded, tuple(checks), helpers)
+    return decoded_fields(frame, spec, raw_text, failed, message)
 
 
 def _parse_time(text: Column) -> Column:

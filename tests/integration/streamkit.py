@@ -1,0 +1,107 @@
+"""Helpers of the scorer's integration tests: run a Scorer, read topics with a deadline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+from producers.subscriber import consumer
+from scorestream.kafka import KafkaSettings
+from streaming.job import Scorer, ScorerSettings
+
+EVENT_TIME = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def read(
+    kafka: KafkaSettings,
+    topic: str,
+    count: int,
+    timeout_s: float,
+    isolation: str = "read_uncommitted",
+) -> list[Any]:
+    """Messages of `topic` from the beginning, until `count` arrived or the deadline passed."""
+    messages: list[Any] = []
+    c = consumer(kafka, topic, isolation=isolation)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < count and time.monotonic() < deadline:
+            messages += [m for m in c.consume(num_messages=5000, timeout=0.3) if not m.error()]
+    finally:
+        c.close()
+    return messages
+
+
+def read_quiet(
+    kafka: KafkaSettings, topic: str, at_least: int, quiet_s: float, timeout_s: float, **kw: Any
+) -> list[Any]:
+    """Read until `at_least` arrived and then nothing more for `quiet_s` (to see duplicates)."""
+    messages: list[Any] = []
+    c = consumer(kafka, topic, **kw)
+    deadline = time.monotonic() + timeout_s
+    last = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            got = [m for m in c.consume(num_messages=5000, timeout=0.3) if not m.error()]
+            if got:
+                messages += got
+                last = time.monotonic()
+            elif len(messages) >= at_least and time.monotonic() - last > quiet_s:
+                break
+    finally:
+        c.close()
+    return messages
+
+
+def wait_for(scorer: Scorer, records_in: int, timeout_s: float) -> None:
+    """Poll the scorer's totals until `records_in` records were processed (or fail)."""
+    deadline = time.monotonic() + timeout_s
+    while scorer.totals.records_in < records_in:
+        scorer.raise_if_failed()
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"scorer processed {scorer.totals.records_in} of {records_in} records "
+                f"within {timeout_s} s"
+            )
+        time.sleep(0.1)  # polling with a deadline
+
+
+@contextmanager
+def running(spark: Any, kafka: KafkaSettings, settings: ScorerSettings) -> Iterator[Scorer]:
+    scorer = Scorer(spark, kafka, settings)
+    scorer.start()
+    try:
+        scorer.wait_ready()
+        yield scorer
+    finally:
+        scorer.stop()
+
+
+def headers(message: Any) -> dict[str, str]:
+    return {k: v.decode() for k, v in message.headers() or []}
+
+
+def scorer_process(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+    """`scorestream score ...` as a child in its own process group (JVM included)."""
+    out = log.open("ab")
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "scorestream.cli", "score", *args],
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """kill -9 of the child and its JVM: the child leads its own process group (pgid = pid)."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
