@@ -4,27 +4,67 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scorestream import options as opt
-from scorestream.cli_common import Command, registry_arg, spark_args, spark_session
-from scorestream.errors import ScorestreamError
+from scorestream.cli_common import Command, registry_arg, spark_args
+from scorestream.errors import ConfigError, ScorestreamError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from models.spec import FeatureSpec
+
+
+def spark_session(
+    args: argparse.Namespace, app: str, conf: tuple[tuple[str, str], ...] = ()
+) -> SparkSession:
+    """The SparkSession of the shared --master/--driver-* flags, plus extra jars via `conf`."""
+    from scorestream.spark import SparkSettings, session
+
+    return session(
+        SparkSettings(
+            master=args.master,
+            app_name=app,
+            driver_memory=args.driver_memory,
+            driver_host=args.driver_host,
+            conf=conf,
+        )
+    )
+
+
+def _spec(args: argparse.Namespace) -> FeatureSpec:
+    from models.spec import FeatureSpec
+
+    if args.spec:
+        return FeatureSpec.load(Path(args.spec))
+    return FeatureSpec.from_flags(
+        args.label, args.numeric, args.categorical, args.event_id, args.event_time
+    )
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from models.data import fingerprint, load_training_data
+    from models.evaluate import format_metrics
     from models.pipeline import EstimatorSettings
     from models.train import TrainSettings, synthetic_frame, train
     from producers.generator import SPEC
 
-    spark = spark_session(args, "scorestream-train")
     estimator = EstimatorSettings(
         kind=args.estimator,
         reg_param=args.reg_param,
+        elastic_net=args.elastic_net,
         max_iter=args.max_iter,
         num_trees=args.num_trees,
         max_depth=args.max_depth,
+        step_size=args.step_size,
         seed=args.seed,
     )
+    if not 0.0 < args.validation_fraction < 1.0:
+        msg = f"--validation-fraction {args.validation_fraction} must lie strictly between 0 and 1"
+        raise ConfigError(msg)
     settings = TrainSettings(
         registry=Path(args.registry),
         estimator=estimator,
@@ -32,16 +72,86 @@ def cmd_train(args: argparse.Namespace) -> int:
         validation_fraction=args.validation_fraction,
         promote=not args.no_promote,
     )
-    frame = synthetic_frame(spark, args.rows, args.seed)
-    entry = train(
-        spark,
-        frame,
-        SPEC,
-        settings,
-        fingerprint=f"synthetic:rows={args.rows}:seed={args.seed}",
-        source="synthetic",
+    if args.data:
+        spec = _spec(args)  # checked before Spark starts: a bad spec fails fast
+        spark = spark_session(args, "scorestream-train")
+        print(f"[train] reading {args.data} ...", file=sys.stderr, flush=True)
+        frame = load_training_data(spark, args.data, spec, args.format)
+        source, digest = args.data, fingerprint(args.data)
+    else:
+        if args.spec or args.label:
+            msg = "--spec/--label describe a --data file; give --data PATH or neither"
+            raise ConfigError(msg)
+        spark = spark_session(args, "scorestream-train")
+        spec = SPEC
+        frame = synthetic_frame(spark, args.rows, args.seed)
+        source, digest = "synthetic", f"synthetic:rows={args.rows}:seed={args.seed}"
+    entry = train(spark, frame, spec, settings, fingerprint=digest, source=source)
+    print(f"v{entry.version} ({entry.path})")
+    print(format_metrics(entry.metadata["metrics"]))
+    return 0
+
+
+def cmd_batch_score(args: argparse.Namespace) -> int:
+    from models.batch import BatchSettings, batch_score
+    from models.registry import Registry
+
+    settings = BatchSettings(
+        input=args.input,
+        output=args.output,
+        model=args.model,
+        input_format=args.format,
+        jdbc_url=args.jdbc_url,
+        jdbc_table=args.jdbc_table,
+        jdbc_driver=args.jdbc_driver,
+        mode=args.mode,
+        keep_columns=args.keep_columns,
     )
-    print(f"v{entry.version}")
+    extra = [j for j in args.jars.split(",") if j.strip()] if args.jars else []
+    if settings.jdbc_url and settings.driver() == "org.sqlite.JDBC":
+        from scorestream.jars import ensure
+
+        extra += [str(j) for j in sorted(ensure("sqlite-jdbc").glob("*.jar"))]
+    conf: tuple[tuple[str, str], ...] = ()
+    if extra:
+        from scorestream.jars import spark_connector_jars
+
+        jars = [str(j) for j in spark_connector_jars()] + extra
+        conf = (("spark.jars", ",".join(jars)),)
+    spark = spark_session(args, "scorestream-batch-score", conf)
+    result = batch_score(spark, Registry(args.registry), settings)
+    where = " and ".join(
+        w
+        for w in (
+            settings.output,
+            f"table {settings.jdbc_table!r}" if settings.jdbc_url else "",
+        )
+        if w
+    )
+    print(
+        f"scored {result['scored']} of {result['input']} rows with "
+        f"v{result['model_version']} -> {where}"
+    )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from models.export import check_format, export
+    from models.registry import Registry
+
+    check_format(args.format)
+    reg = Registry(args.registry)
+    version = reg.resolve(args.version)
+    spark = None
+    conf: tuple[tuple[str, str], ...] = ()
+    if args.format == "pmml":
+        from models.export_pmml import spark_conf
+
+        conf = spark_conf()
+    spark = spark_session(args, "scorestream-export", conf)
+    entry, model = reg.load(version)
+    path = export(spark, entry, model, args.format, Path(args.output) if args.output else None)
+    print(f"v{entry.version} -> {path} ({args.format})")
     return 0
 
 
@@ -77,12 +187,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif args.action == "rollback":
         record = reg.rollback(args.alias)
         print(f"{args.alias} -> v{record['version']}")
+    elif args.action == "export":
+        return cmd_export(args)
     return 0
 
 
 def register(command: Command) -> None:
     """Add the offline subcommands to the CLI."""
-    p = command("train", cmd_train, "train a model on synthetic history and publish it")
+    p = command(
+        "train", cmd_train, "train a model on a CSV/Parquet file (or synthetic data), publish it"
+    )
     registry_arg(p)
     spark_args(p)
     opt.add(
@@ -141,14 +255,80 @@ def register(command: Command) -> None:
         type=float,
         help="share of rows held out for evaluation",
     )
+    opt.add(
+        p,
+        "--elastic-net",
+        env="SCORESTREAM_ELASTIC_NET",
+        default=0.0,
+        type=float,
+        help="logistic regression L1 share (0 = ridge, 1 = lasso)",
+    )
+    opt.add(
+        p,
+        "--step-size",
+        env="SCORESTREAM_STEP_SIZE",
+        default=0.1,
+        type=float,
+        help="learning rate (gbt)",
+    )
+    opt.add(
+        p,
+        "--data",
+        env="SCORESTREAM_TRAIN_DATA",
+        default=None,
+        help="CSV or Parquet file (or folder) of labelled history; synthetic data when unset",
+    )
+    opt.add(
+        p,
+        "--format",
+        env="SCORESTREAM_DATA_FORMAT",
+        default=None,
+        help="csv or parquet (default: from the file name)",
+    )
+    opt.add(
+        p,
+        "--spec",
+        env="SCORESTREAM_FEATURE_SPEC",
+        default=None,
+        help="feature spec file (.toml, .yaml): label, numeric and categorical columns",
+    )
+    opt.add(p, "--label", env="SCORESTREAM_LABEL", default="", help="label column (no --spec)")
+    opt.add(
+        p,
+        "--numeric",
+        env="SCORESTREAM_NUMERIC",
+        default="",
+        help="comma-separated numeric feature columns (no --spec)",
+    )
+    opt.add(
+        p,
+        "--categorical",
+        env="SCORESTREAM_CATEGORICAL",
+        default="",
+        help="comma-separated categorical feature columns (no --spec)",
+    )
+    opt.add(
+        p,
+        "--event-id",
+        env="SCORESTREAM_EVENT_ID",
+        default="event_id",
+        help="event id column (no --spec)",
+    )
+    opt.add(
+        p,
+        "--event-time",
+        env="SCORESTREAM_EVENT_TIME",
+        default="event_time",
+        help="event time column (no --spec)",
+    )
     p.add_argument(
         "--no-promote",
         action="store_true",
         help="publish without pointing champion at the new version [env: none, default: false]",
     )
 
-    p = command("models", cmd_models, "list, show, promote or roll back model versions")
-    p.add_argument("action", choices=["list", "show", "promote", "rollback"])
+    p = command("models", cmd_models, "list, show, promote, roll back or export model versions")
+    p.add_argument("action", choices=["list", "show", "promote", "rollback", "export"])
     p.add_argument(
         "version",
         nargs="?",
@@ -166,4 +346,71 @@ def register(command: Command) -> None:
         default="promoted by hand",
         help="why, recorded in the registry [env: none, default: promoted by hand]",
     )
+    p.add_argument(
+        "--format",
+        default="coefficients",
+        help="export: coefficients, pmml or onnx [env: none, default: coefficients]",
+    )
+    p.add_argument(
+        "--output",
+        default=None,
+        help="export: file to write [env: none, default: model-v<N>.<json|pmml|onnx>]",
+    )
     registry_arg(p)
+    spark_args(p)
+
+    p = command("batch-score", cmd_batch_score, "score a CSV/Parquet file to Parquet or a table")
+    p.add_argument("--input", required=True, help="CSV or Parquet file or folder to score")
+    opt.add(
+        p, "--output", env="SCORESTREAM_BATCH_OUTPUT", default=None, help="Parquet output folder"
+    )
+    opt.add(
+        p,
+        "--model",
+        env="SCORESTREAM_MODEL",
+        default="champion",
+        help="version to score with: champion, challenger, latest or vN",
+    )
+    opt.add(
+        p,
+        "--format",
+        env="SCORESTREAM_DATA_FORMAT",
+        default=None,
+        help="input format csv or parquet (default: from the name)",
+    )
+    opt.add(
+        p,
+        "--jdbc-url",
+        env="SCORESTREAM_JDBC_URL",
+        default=None,
+        help="also write the scores to this database (jdbc:sqlite:/path/scores.db)",
+    )
+    opt.add(p, "--jdbc-table", env="SCORESTREAM_JDBC_TABLE", default="scores", help="table name")
+    opt.add(
+        p,
+        "--jdbc-driver",
+        env="SCORESTREAM_JDBC_DRIVER",
+        default=None,
+        help="JDBC driver class (default: from the URL; sqlite's is bundled)",
+    )
+    opt.add(
+        p,
+        "--jars",
+        env="SCORESTREAM_EXTRA_JARS",
+        default=None,
+        help="comma-separated extra jars for Spark (another database's JDBC driver)",
+    )
+    opt.add(
+        p,
+        "--mode",
+        env="SCORESTREAM_WRITE_MODE",
+        default="overwrite",
+        help="overwrite, append or error when the output exists",
+    )
+    p.add_argument(
+        "--keep-columns",
+        action="store_true",
+        help="copy every input column to the output [env: none, default: false]",
+    )
+    registry_arg(p)
+    spark_args(p)

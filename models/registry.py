@@ -17,7 +17,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,8 +105,13 @@ class Registry:
             msg = f"model version v{version} not found in {self.root} (versions: {known})"
             raise ModelError(msg)
         metadata = _read_json(path / "metadata.json")
-        if not (path / "model" / "metadata").is_dir():
-            msg = f"{path / 'model'} holds no Spark PipelineModel: the version is partial"
+        for key in ("feature_spec", "spark_version"):
+            if key not in metadata:
+                msg = f"{path / 'metadata.json'} lacks {key!r}: the version is corrupt"
+                raise ModelError(msg)
+        _check_model_dir(path / "model")
+        if not (path / "profile.json").is_file():
+            msg = f"{path / 'profile.json'} is missing: the version is partial"
             raise ModelError(msg)
         return ModelVersion(version=version, path=path, metadata=metadata)
 
@@ -209,13 +214,21 @@ class Registry:
         (self.aliases_dir / f"{alias}.json").unlink(missing_ok=True)
 
     # -- loading -----------------------------------------------------------------------------
-    def load(self, ref: str | int) -> tuple[ModelVersion, PipelineModel]:
-        """Load a version's PipelineModel after checking it fits this Spark."""
+    def load(
+        self, ref: str | int, event_schema: Mapping[str, str] | None = None
+    ) -> tuple[ModelVersion, PipelineModel]:
+        """Load a version's PipelineModel after checking it fits this Spark and the events.
+
+        `event_schema` maps event field names to types (see `event_fields`); when given, every
+        feature the model reads must be a field of a matching kind.
+        """
         import pyspark
         from pyspark.ml import PipelineModel
 
         version = ref if isinstance(ref, int) else self.resolve(ref)
         entry = self.get(version)
+        if event_schema is not None:
+            check_event_schema(entry.spec, event_schema, str(entry.path))
         trained_with = str(entry.metadata.get("spark_version", ""))
         if trained_with.split(".")[:2] != pyspark.__version__.split(".")[:2]:
             msg = (
@@ -238,3 +251,69 @@ def _check_alias(name: str) -> None:
     if name not in ALIASES:
         msg = f"unknown alias {name!r}; expected one of {', '.join(ALIASES)}"
         raise ModelError(msg)
+
+
+NUMERIC_KINDS = ("double", "float", "int", "long", "integer", "bigint", "decimal", "number")
+STRING_KINDS = ("string", "enum")
+
+
+def event_fields(avsc: Path) -> dict[str, str]:
+    """{field: type} of an Avro record schema (.avsc); a union with null counts as its type."""
+    try:
+        schema = json.loads(avsc.read_text(encoding="utf-8"))
+        fields = schema["fields"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        msg = f"cannot read the event schema {avsc}: {exc}"
+        raise ModelError(msg) from exc
+    result: dict[str, str] = {}
+    for field in fields:
+        kind = field["type"]
+        if isinstance(kind, list):
+            kind = next((k for k in kind if k != "null"), "null")
+        if isinstance(kind, dict):
+            kind = kind.get("logicalType") or kind.get("type", "record")
+        result[str(field["name"])] = str(kind)
+    return result
+
+
+def check_event_schema(spec: FeatureSpec, fields: Mapping[str, str], path: str) -> None:
+    """Every feature of `spec` is an event field of a matching kind, else a ModelError."""
+    problems = []
+    for name in spec.numeric_names:
+        kind = fields.get(name)
+        if kind is None:
+            problems.append(f"numeric feature {name!r} is not an event field")
+        elif not kind.lower().startswith(NUMERIC_KINDS):
+            problems.append(f"numeric feature {name!r} is {kind} in the events, expected a number")
+    for name in spec.categorical:
+        kind = fields.get(name)
+        if kind is None:
+            problems.append(f"categorical feature {name!r} is not an event field")
+        elif kind.lower() not in STRING_KINDS:
+            problems.append(
+                f"categorical feature {name!r} is {kind} in the events, expected string"
+            )
+    if problems:
+        msg = f"model {path} does not fit the event schema: " + "; ".join(problems)
+        raise ModelError(msg)
+
+
+def _check_model_dir(model_dir: Path) -> None:
+    """A saved PipelineModel: its metadata and one folder per stage it lists, else partial."""
+    meta_dir = model_dir / "metadata"
+    parts = sorted(meta_dir.glob("part-*")) if meta_dir.is_dir() else []
+    if not parts:
+        msg = f"{model_dir} holds no Spark PipelineModel metadata: the version is partial"
+        raise ModelError(msg)
+    try:
+        meta = json.loads(parts[0].read_text(encoding="utf-8").splitlines()[0])
+        uids = list(meta["paramMap"]["stageUids"])
+    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
+        msg = f"{parts[0]} is not Spark PipelineModel metadata ({exc}): the version is corrupt"
+        raise ModelError(msg) from exc
+    width = len(str(len(uids)))  # Spark zero-pads the stage index to the count's width
+    for i, uid in enumerate(uids):
+        stage = model_dir / "stages" / f"{i:0{width}d}_{uid}"
+        if not (stage / "metadata").is_dir():
+            msg = f"{stage} is missing: the saved model is partial ({len(uids)} stages expected)"
+            raise ModelError(msg)

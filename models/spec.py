@@ -96,16 +96,59 @@ class FeatureSpec:
 
     @classmethod
     def load(cls, path: Path) -> FeatureSpec:
-        """Read a spec from TOML (see README, "Training on your own data")."""
+        """Read a spec from TOML or YAML, by extension (see docs/models.md, "Feature spec")."""
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
+            text = path.read_text(encoding="utf-8")
         except OSError as exc:
             msg = f"cannot read feature spec {path}: {exc.strerror}"
             raise ConfigError(msg) from exc
-        except tomllib.TOMLDecodeError as exc:
-            msg = f"feature spec {path} is not valid TOML: {exc}"
-            raise ConfigError(msg) from exc
+        suffix = path.suffix.lower()
+        if suffix in (".yaml", ".yml"):
+            import yaml
+
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                msg = f"feature spec {path} is not valid YAML: {exc}"
+                raise ConfigError(msg) from exc
+        elif suffix == ".toml":
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as exc:
+                msg = f"feature spec {path} is not valid TOML: {exc}"
+                raise ConfigError(msg) from exc
+        else:
+            msg = (
+                f"feature spec {path}: unknown extension {suffix!r}; expected .toml, .yaml or .yml"
+            )
+            raise ConfigError(msg)
+        if not isinstance(data, Mapping):
+            msg = f"feature spec {path} must be a table of keys (label, numeric, ...)"
+            raise ConfigError(msg)
         return cls.from_dict(data)
+
+    @classmethod
+    def from_flags(
+        cls,
+        label: str,
+        numeric: str,
+        categorical: str,
+        event_id: str = "event_id",
+        event_time: str = "event_time",
+    ) -> FeatureSpec:
+        """A spec from comma-separated column lists (`--numeric a,b --categorical c`)."""
+        if not label:
+            msg = "a label column is required: give --label or a --spec file"
+            raise ConfigError(msg)
+        return cls.from_dict(
+            {
+                "label": label,
+                "numeric": [n.strip() for n in numeric.split(",") if n.strip()],
+                "categorical": [c.strip() for c in categorical.split(",") if c.strip()],
+                "event_id": event_id,
+                "event_time": event_time,
+            }
+        )
 
 
 def _numeric(item: Any) -> NumericFeature:

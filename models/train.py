@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.evaluate import evaluate, format_metrics, score_column
+from models.evaluate import evaluate, score_column
 from models.pipeline import EstimatorSettings, build_pipeline
 from models.profile import build_profile
 from models.registry import ModelVersion, Registry
@@ -90,7 +90,7 @@ def train(
     entry = registry.publish(write, profile)
     progress(
         f"published v{entry.version} to {registry.root} "
-        f"in {time.monotonic() - started:.1f} s\n{format_metrics(metrics)}"
+        f"in {time.monotonic() - started:.1f} s"
     )
     if settings.promote:
         registry.promote(entry.version, "champion", reason="trained and promoted by `train`")
