@@ -1,4 +1,4 @@
-"""Registry without Spark: atomic publish and promotion under concurrent readers, partial versions."""
+"""Registry without Spark: atomic publish and promotion under concurrent readers; partial dirs."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def test_one_hot_follows_spark_rules() -> None:
     assert _one_hot(2, 3, True, "error") == [0.0, 0.0]
     # keep without dropLast: an extra slot for invalid
     assert _one_hot(5, 3, False, "keep") == [0.0, 0.0, 0.0, 1.0]
-    with pytest.raises(CardError, match="outside 0..2"):
+    with pytest.raises(CardError, match=r"outside 0\.\.2"):
         _one_hot(3, 3, True, "error")
 
 
