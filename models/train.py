@@ -88,10 +88,7 @@ def train(
 
     registry = Registry(settings.registry)
     entry = registry.publish(write, profile)
-    progress(
-        f"published v{entry.version} to {registry.root} "
-        f"in {time.monotonic() - started:.1f} s"
-    )
+    progress(f"published v{entry.version} to {registry.root} in {time.monotonic() - started:.1f} s")
     if settings.promote:
         registry.promote(entry.version, "champion", reason="trained and promoted by `train`")
         progress(f"champion -> v{entry.version}")
