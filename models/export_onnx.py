@@ -34,7 +34,7 @@ def _require() -> None:
         import onnx  # noqa: F401
         import onnxmltools  # noqa: F401
     except ImportError as exc:
-        msg = "the onnx export needs onnx and onnxmltools: pip install 'scorestream[dev]'"
+        msg = "the onnx export needs onnx and onnxmltools: pip install 'scorestream[export]'"
         raise ConfigError(msg) from exc
 
 

@@ -24,7 +24,7 @@ def pmml_jars() -> list[Path]:
     try:
         import pyspark2pmml
     except ImportError as exc:
-        msg = "the pmml export needs pyspark2pmml: pip install 'scorestream[dev]'"
+        msg = "the pmml export needs pyspark2pmml: pip install 'scorestream[export]'"
         raise ConfigError(msg) from exc
     import pyspark
 
@@ -79,7 +79,7 @@ def pmml_scores(path: Path, frame: Any) -> Any:
     try:
         from pypmml import Model
     except ImportError as exc:
-        msg = "verifying a PMML file needs pypmml: pip install 'scorestream[dev]'"
+        msg = "verifying a PMML file needs pypmml: pip install 'scorestream[export]'"
         raise ConfigError(msg) from exc
     model = Model.load(str(path))
     try:

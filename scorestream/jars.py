@@ -15,6 +15,7 @@ from scorestream.paths import DEPS_DIR, cache_dir
 BUNDLES = {
     "kafka-broker": "the Apache Kafka broker and its runtime dependencies",
     "spark-connectors": "Spark's Kafka and Avro connectors",
+    "sqlite-jdbc": "the SQLite JDBC driver (batch-score --jdbc-url jdbc:sqlite:...)",
 }
 _VERSIONED = re.compile(r"^(?P<name>.+?)-\d[\w.\-]*\.jar$")
 
