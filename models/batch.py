@@ -127,6 +127,14 @@ def write_jdbc(scored: DataFrame, settings: BatchSettings) -> None:
         )
     except Exception as exc:  # Py4J wraps SQL errors; keep the first line, hide the URL
         text = str(exc).replace(settings.jdbc_url, "<jdbc-url>")
-        first = text.strip().splitlines()[0][:300] if text.strip() else type(exc).__name__
-        msg = f"cannot write scores to table {settings.jdbc_table!r}: {first}"
+        msg = f"cannot write scores to table {settings.jdbc_table!r}: {_java_message(text, exc)}"
         raise DataError(msg) from exc
+
+
+def _java_message(text: str, exc: Exception) -> str:
+    """The Java exception's own line out of a Py4J error text (its first line says nothing)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:
+        if ("Exception:" in line or "Error:" in line) and not line.startswith("at "):
+            return line[:300]
+    return lines[0][:300] if lines else type(exc).__name__
