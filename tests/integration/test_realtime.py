@@ -1,0 +1,112 @@
+"""Real-time mode on the real broker: the same scores as micro-batch mode, and its latency.
+
+The same events (good ones and a few that must be dead-lettered) are scored once by the
+micro-batch Scorer and once by the real-time query into other topics; every score must be equal
+(same event ids, same scores to 1e-12, same model version) and the dead letters the same.
+Latency: events are published at 1,000 ev/s and the latency of each is the output record's
+Kafka timestamp minus the input record's (both CreateTime, stamped by clients on this machine).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from streamkit import EVENT_TIME, headers, read, running, wait_for
+
+from models.registry import Registry
+from producers.encoding import encode_json
+from producers.generator import iter_events
+from producers.publisher import Publisher
+from scorestream.kafka import KafkaSettings
+from streaming.job import ScorerSettings
+from streaming.realtime import RealtimeScorer, RealtimeSettings
+
+N_GOOD = 1_500
+BAD = [b"not json", b"{", json.dumps({"event_id": "no-time", "amount": 1.0}).encode()]
+RATE = 1_000
+SECONDS = 15
+
+
+def _events() -> list[tuple[bytes, bytes]]:
+    records = []
+    for i, event in enumerate(iter_events(N_GOOD, seed=303)):
+        event["event_time"] = EVENT_TIME + i
+        records.append((str(event["event_id"]).encode(), encode_json(event)))
+    records += [(f"bad-{i}".encode(), body) for i, body in enumerate(BAD)]
+    return records
+
+
+def _by_id(messages: list[Any]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for m in messages:
+        record = json.loads(m.value())
+        out[record["event_id"]] = record
+    return out
+
+
+def _wait_realtime(rt: RealtimeScorer, kafka: KafkaSettings, topic: str, n: int) -> list[Any]:
+    deadline = time.monotonic() + 180
+    got: list[Any] = []
+    while len(got) < n and time.monotonic() < deadline:
+        rt.raise_if_failed()
+        got = read(kafka, topic, n, timeout_s=5)
+    return got
+
+
+def test_realtime_scores_equal_microbatch_scores(
+    spark: Any,
+    kafka: KafkaSettings,
+    trained_registry: Registry,
+    topic_factory: Any,
+    tmp_path: Path,
+) -> None:
+    records = _events()
+    source = topic_factory("rt-in", partitions=2)
+    with Publisher(kafka) as pub:
+        for key, value in records:
+            pub.send(source, value, key=key)
+
+    micro = ScorerSettings(
+        input_topic=source,
+        output_topic=topic_factory("rt-mb-out"),
+        dead_letter_topic=topic_factory("rt-mb-dlq"),
+        registry=trained_registry.root,
+        checkpoint=tmp_path / "mb",
+    )
+    with running(spark, kafka, micro) as scorer:
+        wait_for(scorer, len(records), timeout_s=180)
+    mb_scores = read(kafka, micro.output_topic, N_GOOD, timeout_s=60)
+    mb_dead = read(kafka, micro.topics.dead_letter, len(BAD), timeout_s=60)
+
+    rt_settings = ScorerSettings(
+        input_topic=source,
+        output_topic=topic_factory("rt-out"),
+        dead_letter_topic=topic_factory("rt-dlq"),
+        registry=trained_registry.root,
+        checkpoint=tmp_path / "rt",
+    )
+    rt = RealtimeScorer(spark, kafka, rt_settings, RealtimeSettings("5 seconds"))
+    rt.start()
+    try:
+        rt_scores = _wait_realtime(rt, kafka, rt_settings.output_topic, N_GOOD)
+        rt_dead = read(kafka, rt_settings.topics.dead_letter, len(BAD), timeout_s=60)
+    finally:
+        rt.stop()
+
+    mb, realtime = _by_id(mb_scores), _by_id(rt_scores)
+    assert len(mb) == len(mb_scores) == N_GOOD
+    assert len(realtime) == N_GOOD  # every event once (no duplicates within one run here)
+    assert realtime.keys() == mb.keys()
+    for event_id, record in mb.items():
+        other = realtime[event_id]
+        assert abs(other["score"] - record["score"]) <= 1e-12, event_id
+        assert other["prediction"] == record["prediction"]
+        assert other["model_version"] == record["model_version"] == rt.version
+        assert other["event_time"] == record["event_time"]
+    reasons = sorted(headers(m)["scorestream.error.reason"] for m in rt_dead)
+    assert reasons == sorted(headers(m)["scorestream.error.reason"] for m in mb_dead)
+    assert reasons == ["DECODE_ERROR", "DECODE_ERROR", "MISSING_FIELD"]
