@@ -110,3 +110,98 @@ def test_realtime_scores_equal_microbatch_scores(
     reasons = sorted(headers(m)["scorestream.error.reason"] for m in rt_dead)
     assert reasons == sorted(headers(m)["scorestream.error.reason"] for m in mb_dead)
     assert reasons == ["DECODE_ERROR", "DECODE_ERROR", "MISSING_FIELD"]
+
+
+def _paced(kafka: KafkaSettings, topic: str, events: list[dict[str, Any]], rate: float) -> None:
+    """Publish at `rate` events per second, in 10 ms slices, with no producer linger."""
+    per_slice = max(1, int(rate / 100))
+    started = time.monotonic()
+    with Publisher(kafka, **{"linger.ms": 0}) as pub:
+        for i in range(0, len(events), per_slice):
+            due = started + i / rate
+            while time.monotonic() < due:
+                time.sleep(0.001)  # pacing the producer, not synchronising with the scorer
+            for event in events[i : i + per_slice]:
+                pub.send(topic, encode_json(event), key=str(event["event_id"]).encode())
+
+
+def _latencies_ms(kafka: KafkaSettings, source: str, output: str, ids: set[str]) -> np.ndarray:
+    """Output record timestamp minus input record timestamp, per event of `ids`."""
+    sent = {
+        m.key().decode(): m.timestamp()[1]
+        for m in read(kafka, source, len(ids), timeout_s=60)
+        if m.key().decode() in ids
+    }
+    scored = {
+        m.key().decode(): m.timestamp()[1]
+        for m in read(kafka, output, len(ids), timeout_s=60)
+        if m.key().decode() in ids
+    }
+    assert sent.keys() == scored.keys() == ids
+    return np.array([scored[k] - sent[k] for k in ids], dtype=float)
+
+
+def _measure(
+    spark: Any,
+    kafka: KafkaSettings,
+    registry: Registry,
+    topic_factory: Any,
+    tmp_path: Path,
+    mode: str,
+) -> np.ndarray:
+    source, output = topic_factory(f"lat-{mode}-in", partitions=2), topic_factory("lat-out")
+    settings = ScorerSettings(
+        input_topic=source,
+        output_topic=output,
+        registry=registry.root,
+        checkpoint=tmp_path / mode,
+    )
+    warm = list(iter_events(200, seed=91))
+    events = list(iter_events(RATE * SECONDS, seed=92))
+    now = int(time.time() * 1000)
+    for e in warm + events:
+        e["event_time"] = now
+    scorer: Any
+    if mode == "realtime":
+        scorer = RealtimeScorer(spark, kafka, settings, RealtimeSettings("5 seconds"))
+        scorer.start()
+    else:
+        from streaming.job import Scorer
+
+        scorer = Scorer(spark, kafka, settings)
+        scorer.start()
+        scorer.wait_ready()
+    try:
+        _paced(kafka, source, warm, RATE)
+        deadline = time.monotonic() + 180
+        while len(read(kafka, output, len(warm), timeout_s=3)) < len(warm):
+            scorer.raise_if_failed()
+            assert time.monotonic() < deadline, f"{mode}: warm-up events not scored in 180 s"
+        _paced(kafka, source, events, RATE)
+        ids = {str(e["event_id"]) for e in events}
+        deadline = time.monotonic() + 180
+        while len(read(kafka, output, len(warm) + len(ids), timeout_s=3)) < len(warm) + len(ids):
+            scorer.raise_if_failed()
+            assert time.monotonic() < deadline, f"{mode}: events not scored in 180 s"
+    finally:
+        scorer.stop()
+    return _latencies_ms(kafka, source, output, ids)
+
+
+def test_realtime_latency_at_1000_events_per_second(
+    spark: Any,
+    kafka: KafkaSettings,
+    trained_registry: Registry,
+    topic_factory: Any,
+    tmp_path: Path,
+) -> None:
+    figures = {}
+    for mode in ("realtime", "microbatch"):
+        lat = _measure(spark, kafka, trained_registry, topic_factory, tmp_path, mode)
+        figures[mode] = (np.percentile(lat, 50), np.percentile(lat, 99), lat.max())
+        print(
+            f"\n{mode}: {len(lat)} events at {RATE}/s: latency p50 {figures[mode][0]:.0f} ms, "
+            f"p99 {figures[mode][1]:.0f} ms, max {figures[mode][2]:.0f} ms"
+        )
+    # Real-time mode must beat micro-batches at the median (the point of the mode).
+    assert figures["realtime"][0] < figures["microbatch"][0]

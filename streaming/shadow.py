@@ -1,0 +1,278 @@
+"""Challenger shadow scoring: a BatchListener that scores each batch's good rows with the
+registry's `challenger` and publishes both versions' scores to a shadow topic.
+
+It runs after the champion's scores are written, on the cached batch, so the champion's output
+is untouched; what it costs is extra time per batch (one more model transform and one Kafka
+write of the good rows), measured in docs/operations.md. The challenger is followed like the
+champion: the alias is re-read every batch, a version that fails to load or needs a field the
+events lack is logged with its path and reason, counted, and not tried again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from models.evaluate import score_column
+from models.registry import Registry
+from models.spec import FeatureSpec
+from monitoring.metrics import ScorerMetrics
+from scorestream.errors import ModelError
+from scorestream.kafka import KafkaSettings, ensure_topics
+from streaming.job import BatchStats
+from streaming.model_holder import check_compatible
+from streaming.validate import REASON
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame
+
+    from streaming.job import Scorer
+
+log = logging.getLogger(__name__)
+
+# One shadow comparison as collected for the feedback loop:
+# (event_id, champion version, champion score, challenger version or None, challenger score).
+Compared = tuple[str, int, float, int | None, float | None]
+
+
+@dataclass(frozen=True)
+class ShadowSettings:
+    """Where shadow scores go and which alias is the challenger."""
+
+    topic: str
+    alias: str = "challenger"
+    topic_partitions: int = 2
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """How the challenger compares with the champion on one batch."""
+
+    batch_id: int
+    champion_version: int
+    challenger_version: int
+    records: int
+    agreement: float  # share of equal predictions
+    mean_abs_diff: float  # mean |challenger score - champion score|
+
+
+class ChallengerHolder:
+    """The challenger model, reloaded when its alias moves; absent when the alias is unset."""
+
+    def __init__(self, registry: Registry, alias: str, on_failure: Callable[[str], None]) -> None:
+        self.registry = registry
+        self.alias = alias
+        self.on_failure = on_failure
+        self.version: int | None = None
+        self.model: PipelineModel | None = None
+        self.spec: FeatureSpec | None = None
+        self._failed: set[int] = set()
+
+    def refresh(self, serving: FeatureSpec) -> bool:
+        """Follow the alias (one small file read); True when a challenger is ready."""
+        target = self.registry.alias(self.alias)
+        if target is None:
+            if self.version is not None:
+                log.warning("alias %s cleared: shadow scoring stops", self.alias)
+            self.version, self.model, self.spec = None, None, None
+            return False
+        wanted = int(target["version"])
+        if wanted == self.version:
+            return True
+        if wanted in self._failed:
+            return self.version is not None
+        try:
+            entry, model = self.registry.load(wanted)
+            check_compatible(serving, entry.spec, str(entry.path))
+        except ModelError as exc:
+            self._failed.add(wanted)
+            log.error(
+                "challenger v%d not loaded (%s); %s",
+                wanted,
+                exc,
+                f"v{self.version} keeps shadowing" if self.version else "no shadow scoring",
+            )
+            self.on_failure(str(exc))
+            return self.version is not None
+        log.warning("challenger: v%s -> v%d", self.version, wanted)
+        self.version, self.model, self.spec = wanted, model, entry.spec
+        return True
+
+
+def compare(
+    scored: DataFrame, serving: FeatureSpec, challenger: PipelineModel, version: int
+) -> DataFrame:
+    """Good rows of a scored batch with the challenger's score next to the champion's.
+
+    Columns: event_id, event_time, champion_version, champion_score, champion_prediction,
+    challenger_version, challenger_score, challenger_prediction.
+    """
+    from pyspark.sql import functions as F
+
+    # Only the raw features go in: the champion's stage outputs (features, probability, ...)
+    # would clash with the challenger's.
+    inputs = scored.where(F.col(REASON).isNull()).select(
+        F.col(serving.event_id),
+        F.col(serving.event_time),
+        *[F.col(n) for n in serving.feature_names],
+        F.col("model_version").alias("champion_version"),
+        F.col("score").alias("champion_score"),
+        F.col("prediction").alias("champion_prediction"),
+    )
+    out = challenger.transform(inputs)
+    return out.select(
+        F.col(serving.event_id).alias("event_id"),
+        F.col(serving.event_time).alias("event_time"),
+        F.col("champion_version").cast("int"),
+        F.col("champion_score").cast("double"),
+        F.col("champion_prediction").cast("double"),
+        F.lit(version).cast("int").alias("challenger_version"),
+        score_column().cast("double").alias("challenger_score"),
+        F.col("prediction").cast("double").alias("challenger_prediction"),
+    )
+
+
+def to_shadow_records(compared: DataFrame, topic: str) -> DataFrame:
+    """Kafka sink rows of the shadow topic: JSON of both versions' scores, keyed by event id."""
+    from pyspark.sql import functions as F
+
+    body = F.to_json(
+        F.struct(*[F.col(c) for c in compared.columns]),
+        {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"},
+    )
+    return compared.select(
+        F.lit(topic).alias("topic"),
+        F.col("event_id").cast("binary").alias("key"),
+        body.cast("binary").alias("value"),
+    )
+
+
+class ShadowScorer:
+    """BatchListener: challenger scores of every batch to `<output topic>.shadow`, agreement
+    figures to the metrics, and (when a feedback loop listens) the score pairs to it."""
+
+    def __init__(
+        self,
+        kafka: KafkaSettings,
+        registry: Registry,
+        settings: ShadowSettings,
+        metrics: ScorerMetrics | None = None,
+        observers: Sequence[Callable[[list[Compared]], None]] = (),
+    ) -> None:
+        self.kafka = kafka
+        self.settings = settings
+        self.metrics = metrics
+        self.observers = tuple(observers)
+        self.load_failures = 0
+        self.records = 0
+        self.last: Agreement | None = None
+        self.holder = ChallengerHolder(registry, settings.alias, self._failed)
+        self._topic_ready = False
+        self._spec: Callable[[], FeatureSpec] | None = None
+
+    def attach(self, scorer: Scorer) -> None:
+        """Read the event fields from the scorer's model holder (the spec the batch is decoded
+        with: the challenger may read only those)."""
+        holder = scorer.holder
+        self._spec = lambda: holder.spec
+
+    def _failed(self, _reason: str) -> None:
+        self.load_failures += 1
+        if self.metrics is not None:
+            self.metrics.model_load_failed()
+
+    def _ensure_topic(self) -> None:
+        if not self._topic_ready:
+            s = self.settings
+            ensure_topics(self.kafka, [s.topic], partitions=s.topic_partitions)
+            self._topic_ready = True
+
+    def on_batch(self, scored: DataFrame, stats: BatchStats) -> None:
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        if self._spec is None:
+            msg = "ShadowScorer.attach(scorer) must be called before the scorer starts"
+            raise ModelError(msg)
+        spec = self._spec()
+        ready = self.holder.refresh(spec) if stats.scored else False
+        version = self.holder.version
+        if not ready or version is None or version == stats.model_version:
+            if self.observers and stats.scored:
+                self._notify_champion_only(scored, spec)
+            return
+        assert self.holder.model is not None
+        compared = compare(scored, spec, self.holder.model, version)
+        compared = compared.persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            self._ensure_topic()
+            to_shadow_records(compared, self.settings.topic).write.format("kafka").options(
+                **self.kafka.spark_options()
+            ).save()
+            row = compared.agg(
+                F.count(F.lit(1)).alias("n"),
+                F.sum(
+                    (F.col("champion_prediction") == F.col("challenger_prediction")).cast("int")
+                ).alias("equal"),
+                F.sum(F.abs(F.col("challenger_score") - F.col("champion_score"))).alias("diff"),
+            ).first()
+            assert row is not None
+            n = int(row["n"])
+            if n and self.observers:
+                pairs: list[Compared] = [
+                    (
+                        r["event_id"],
+                        int(r["champion_version"]),
+                        float(r["champion_score"]),
+                        int(r["challenger_version"]),
+                        float(r["challenger_score"]),
+                    )
+                    for r in compared.select(
+                        "event_id",
+                        "champion_version",
+                        "champion_score",
+                        "challenger_version",
+                        "challenger_score",
+                    ).toLocalIterator()
+                ]
+                for observe in self.observers:
+                    observe(pairs)
+        finally:
+            compared.unpersist()
+        if not n:
+            return
+        self.records += n
+        self.last = Agreement(
+            batch_id=stats.batch_id,
+            champion_version=stats.model_version,
+            challenger_version=version,
+            records=n,
+            agreement=int(row["equal"]) / n,
+            mean_abs_diff=float(row["diff"]) / n,
+        )
+        if self.metrics is not None:
+            self.metrics.set_shadow(self.last.agreement, self.last.mean_abs_diff, n)
+        log.info(
+            "shadow batch %d: v%d vs v%d on %d records: agreement %.4f, mean |diff| %.4f",
+            stats.batch_id,
+            stats.model_version,
+            version,
+            n,
+            self.last.agreement,
+            self.last.mean_abs_diff,
+        )
+
+    def _notify_champion_only(self, scored: DataFrame, spec: FeatureSpec) -> None:
+        from pyspark.sql import functions as F
+
+        pairs: list[Compared] = [
+            (r[0], int(r[1]), float(r[2]), None, None)
+            for r in scored.where(F.col(REASON).isNull())
+            .select(spec.event_id, "model_version", "score")
+            .toLocalIterator()
+        ]
+        for observe in self.observers:
+            observe(pairs)
