@@ -117,6 +117,7 @@ def write_jdbc(scored: DataFrame, settings: BatchSettings) -> None:
     """Write the scores to `settings.jdbc_table` (the URL may carry credentials: never shown)."""
     assert settings.jdbc_url is not None
     try:
+        _ensure_table(scored, settings)
         (
             scored.write.format("jdbc")
             .option("url", settings.jdbc_url)
@@ -138,3 +139,38 @@ def _java_message(text: str, exc: Exception) -> str:
         if ("Exception:" in line or "Error:" in line) and not line.startswith("at "):
             return line[:300]
     return lines[0][:300] if lines else type(exc).__name__
+
+
+_SQL_TYPES = {
+    "string": "TEXT",
+    "double": "DOUBLE PRECISION",
+    "float": "REAL",
+    "int": "INTEGER",
+    "bigint": "BIGINT",
+    "boolean": "BOOLEAN",
+    "timestamp": "TIMESTAMP",
+}
+
+
+def _ensure_table(scored: DataFrame, settings: BatchSettings) -> None:
+    """Create the table when missing: Spark 4.1's generic JDBC dialect takes SQLite's "no such
+    table" for a failure instead of "create it", so the first write would fail."""
+    assert settings.jdbc_url is not None
+    jvm = scored.sparkSession.sparkContext._jvm
+    assert jvm is not None
+    jvm.org.apache.spark.sql.execution.datasources.jdbc.DriverRegistry.register(settings.driver())
+    conn = jvm.java.sql.DriverManager.getConnection(settings.jdbc_url)
+    try:
+        tables = conn.getMetaData().getTables(None, None, settings.jdbc_table, None)
+        exists = bool(tables.next())
+        tables.close()
+        if exists:
+            return
+        columns = ", ".join(
+            f'"{name}" {_SQL_TYPES.get(kind, "TEXT")}' for name, kind in scored.dtypes
+        )
+        statement = conn.createStatement()
+        statement.executeUpdate(f'CREATE TABLE "{settings.jdbc_table}" ({columns})')
+        statement.close()
+    finally:
+        conn.close()
