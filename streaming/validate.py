@@ -91,6 +91,7 @@ def decoded_fields(
 
     typed: list[Column] = []
     wrong_type: list[tuple[Column, Column]] = []
+    required = _required_names(spec)
     for name in spec.numeric_names:
         value, wrong = _number(name, *raw[name])
         typed.append(value.alias(name))
@@ -108,17 +109,24 @@ def decoded_fields(
         *typed,
         F.coalesce(failed, F.lit(False)).alias("_decode_failed"),
         failed_message.alias("_decode_message"),
+        # Missing means absent or null as decoded: a value that is there but does not convert
+        # is a WRONG_TYPE, not a missing field.
+        *[raw[n][0].isNull().alias(f"_missing_{i}") for i, n in enumerate(required)],
         *[cond.alias(f"_wrong_{i}") for i, (cond, _) in enumerate(wrong_type)],
         *[text.alias(f"_wrong_msg_{i}") for i, (_, text) in enumerate(wrong_type)],
     )
     checks: list[Check] = [(F.col("_decode_failed"), DECODE_ERROR, F.col("_decode_message"))]
-    checks += _required(spec)
+    checks += [
+        (F.col(f"_missing_{i}"), MISSING_FIELD, F.lit(f"required field '{n}' is missing or null"))
+        for i, n in enumerate(required)
+    ]
     checks += [
         (F.col(f"_wrong_{i}"), WRONG_TYPE, F.col(f"_wrong_msg_{i}")) for i in range(len(wrong_type))
     ]
     helpers = (
         "_decode_failed",
         "_decode_message",
+        *(f"_missing_{i}" for i in range(len(required))),
         *(f"_wrong_{i}" for i in range(len(wrong_type))),
         *(f"_wrong_msg_{i}" for i in range(len(wrong_type))),
     )
@@ -189,9 +197,9 @@ def decode_json(raw: DataFrame, spec: FeatureSpec) -> Decoded:
     frame = raw.select(*source_columns(), parsed.alias("_json"))
     raw_text: Raw = {n: (F.col(f"_json.{n}"), StringType()) for n in fields}
     failed = F.col("_json").isNull() | F.col(f"_json.{CORRUPT}").isNotNull()
-    message = F.concat(
-        F.lit("value is not a JSON object: "), _shown(F.col("_src_value").cast("string"))
-    )
+    # Kafka headers are text: bytes that are not UTF-8 are shown with replacement characters.
+    shown = F.make_valid_utf8(F.col("_src_value").cast("string"))
+    message = F.concat(F.lit("value is not a JSON object: "), _shown(shown))
     return decoded_fields(frame, spec, raw_text, failed, message)
 
 
@@ -204,14 +212,8 @@ def _parse_time(text: Column) -> Column:
     )
 
 
-def _required(spec: FeatureSpec) -> list[Check]:
-    from pyspark.sql import functions as F
-
-    names = [spec.event_id, spec.event_time] + [f.name for f in spec.numeric if f.required]
-    return [
-        (F.col(n).isNull(), MISSING_FIELD, F.lit(f"required field '{n}' is missing or null"))
-        for n in names
-    ]
+def _required_names(spec: FeatureSpec) -> list[str]:
+    return [spec.event_id, spec.event_time] + [f.name for f in spec.numeric if f.required]
 
 
 def _value_checks(spec: FeatureSpec) -> list[Check]:
