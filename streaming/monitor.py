@@ -126,6 +126,7 @@ class ScorerMonitor:
         self.clock = clock
         self.port: int | None = None
         self.reference_version: int | None = None
+        self.spent_s = 0.0  # wall time spent in on_batch, for overhead measurements
         self.profile: ReferenceProfile | None = None
         self.window: DriftWindow | None = None
         self._counter: BinCounter | None = None
@@ -235,6 +236,7 @@ class ScorerMonitor:
                     batch_id=stats.batch_id,
                     completed_at=self.clock(),
                 )
+                self.spent_s += time.monotonic() - started
 
     def _count(self, scored: DataFrame, stats: BatchStats, now: float) -> None:
         """One Spark aggregation: latency buckets and, with a reference, the drift bin counts."""
