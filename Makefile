@@ -10,7 +10,7 @@ DEMO_ARGS ?=
 PYTEST_ARGS ?=
 STAMP := $(VENV)/.installed
 
-.PHONY: help prereqs system venv jars demo demo-keep stack-up stack-down test lint unit integration bench clean
+.PHONY: help prereqs system venv jars demo demo-keep stack-up stack-down test test-cluster lint unit integration bench clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -71,8 +71,15 @@ lint: venv ## ruff (lint and format check) and mypy
 unit: venv system ## tests that need no JVM and no broker
 	$(BIN)/pytest -m unit tests/unit $(PYTEST_ARGS)
 
+# The cluster tests (3-broker failover, Spark standalone) start their own clusters and take
+# minutes on 2 cores: `make test-cluster` runs them, .ci/run runs both targets.
+CLUSTER_TESTS := tests/integration/test_cluster.py tests/integration/test_spark_standalone.py
+
 integration: jars system ## tests against a real broker and real Spark (started by the suite)
-	$(BIN)/pytest -m integration tests/integration $(PYTEST_ARGS)
+	$(BIN)/pytest -m integration tests/integration $(addprefix --ignore=,$(CLUSTER_TESTS)) $(PYTEST_ARGS)
+
+test-cluster: jars system ## 3-broker Kafka failover and Spark standalone tests (own clusters)
+	$(BIN)/pytest -m integration $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
 test: lint unit integration ## everything: lint, unit and integration tests
 
