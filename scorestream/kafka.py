@@ -124,11 +124,26 @@ def wait_for_metadata(settings: KafkaSettings, timeout_s: float) -> int:
     """Ask the brokers for cluster metadata until they answer; return the broker count."""
     from confluent_kafka.admin import AdminClient
 
+    refused: list[str] = []
+
+    def on_error(err: Any) -> None:
+        # A refused login is final (retrying will not fix a password): fail at once, with
+        # librdkafka's reason, which names the mechanism but never the secret.
+        if err.code() in (-169, 58):  # _AUTHENTICATION, SASL_AUTHENTICATION_FAILED
+            refused.append(err.str())
+
     # log_level 0: connection refusals while the broker starts are expected, not news.
-    admin = AdminClient(settings.confluent(log_level=0))
+    admin = AdminClient(settings.confluent(log_level=0, error_cb=on_error))
     deadline = time.monotonic() + timeout_s
     last = "no answer"
     while True:
+        admin.poll(0)  # serves on_error
+        if refused:
+            msg = (
+                f"Kafka at {settings.bootstrap} refused our credentials ({refused[0]}); check "
+                "security.protocol, sasl.mechanism, sasl.username and sasl.password"
+            )
+            raise StackError(msg)
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             msg = f"Kafka at {settings.bootstrap} did not answer within {timeout_s:.0f} s ({last})"

@@ -167,7 +167,9 @@ class ShadowScorer:
         self.metrics = metrics
         self.observers = tuple(observers)
         self.load_failures = 0
-        self.records = 0
+        self.records = 0  # compared records since start, and their running sums:
+        self.equal_total = 0
+        self.abs_diff_total = 0.0
         self.last: Agreement | None = None
         self.holder = ChallengerHolder(registry, settings.alias, self._failed)
         self._topic_ready = False
@@ -245,6 +247,8 @@ class ShadowScorer:
         if not n:
             return
         self.records += n
+        self.equal_total += int(row["equal"])
+        self.abs_diff_total += float(row["diff"])
         self.last = Agreement(
             batch_id=stats.batch_id,
             champion_version=stats.model_version,

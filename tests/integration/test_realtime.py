@@ -125,16 +125,19 @@ def _paced(kafka: KafkaSettings, topic: str, events: list[dict[str, Any]], rate:
                 pub.send(topic, encode_json(event), key=str(event["event_id"]).encode())
 
 
-def _latencies_ms(kafka: KafkaSettings, source: str, output: str, ids: set[str]) -> np.ndarray:
-    """Output record timestamp minus input record timestamp, per event of `ids`."""
+def _latencies_ms(
+    kafka: KafkaSettings, source: str, output: str, ids: set[str], total: int
+) -> np.ndarray:
+    """Output record timestamp minus input record timestamp, per event of `ids` (`total`
+    records in each topic, warm-up included)."""
     sent = {
         m.key().decode(): m.timestamp()[1]
-        for m in read(kafka, source, len(ids), timeout_s=60)
+        for m in read(kafka, source, total, timeout_s=60)
         if m.key().decode() in ids
     }
     scored = {
         m.key().decode(): m.timestamp()[1]
-        for m in read(kafka, output, len(ids), timeout_s=60)
+        for m in read(kafka, output, total, timeout_s=60)
         if m.key().decode() in ids
     }
     assert sent.keys() == scored.keys() == ids
@@ -185,7 +188,7 @@ def _measure(
             assert time.monotonic() < deadline, f"{mode}: events not scored in 180 s"
     finally:
         scorer.stop()
-    return _latencies_ms(kafka, source, output, ids)
+    return _latencies_ms(kafka, source, output, ids, len(warm) + len(ids))
 
 
 def test_realtime_latency_at_1000_events_per_second(
