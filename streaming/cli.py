@@ -20,6 +20,7 @@ from scorestream.cli_common import (
     spark_args,
     spark_session,
 )
+from streaming import operations as ops
 from streaming.avro_input import INPUT_FORMATS, InputFormat
 from streaming.job import Scorer, ScorerSettings, validate_settings
 from streaming.monitor import ScorerMonitor
@@ -226,10 +227,16 @@ def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
 def cmd_score(args: argparse.Namespace) -> int:
     settings = scorer_settings(args)
     monitoring = monitor_settings(args)
+    kafka = kafka_settings(args)
+    ops.check_args(args, settings)  # flag errors before Spark starts
     spark = spark_session(args, "scorestream-scorer")
+    if args.trigger == "realtime":
+        return ops.run_realtime(args, spark, kafka, settings)
     monitor = ScorerMonitor(spark, monitoring)
-    scorer = Scorer(spark, kafka_settings(args), settings, listeners=[monitor])
+    extra, shadows, loops = ops.operation_listeners(args, kafka, settings, monitor.metrics)
+    scorer = Scorer(spark, kafka, settings, listeners=[monitor, *extra])
     monitor.attach(scorer)
+    ops.attach(scorer, shadows)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -255,6 +262,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         stop.wait(1.0)
     scorer.stop()
     monitor.close()
+    for loop in loops:
+        loop.close()
     scorer.raise_if_failed()
     t = scorer.totals
     print(
@@ -272,4 +281,5 @@ def register(command: Command) -> None:
     spark_args(p)
     registry_arg(p)
     scorer_args(p)
+    ops.operations_args(p)
     metrics_args(p)
