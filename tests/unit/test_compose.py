@@ -156,6 +156,61 @@ def test_named_volumes_hold_kafka_data_registry_and_checkpoints() -> None:
         assert worker.get(target) == scorer[target], f"spark-worker lacks {target}"
 
 
+def test_compose_prometheus_config_is_the_repo_config_but_for_its_targets() -> None:
+    def without_targets(path: Path) -> dict[str, Any]:
+        config: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+        for job in config["scrape_configs"]:
+            for static in job.get("static_configs", []):
+                static.pop("targets", None)
+        return config
+
+    compose = ROOT / "docker" / "prometheus" / "prometheus.yml"
+    assert without_targets(compose) == without_targets(
+        ROOT / "monitoring" / "prometheus" / "prometheus.yml"
+    )
+
+
+def test_compose_grafana_datasource_is_the_repo_one_but_for_its_url() -> None:
+    def without_url(path: Path) -> list[dict[str, Any]]:
+        sources: list[dict[str, Any]] = yaml.safe_load(path.read_text(encoding="utf-8"))[
+            "datasources"
+        ]
+        return [{k: v for k, v in d.items() if k != "url"} for d in sources]
+
+    repo = ROOT / "monitoring" / "grafana" / "provisioning" / "datasources" / "prometheus.yml"
+    assert without_url(ROOT / "docker" / "grafana" / "datasources" / "prometheus.yml") == (
+        without_url(repo)
+    )
+
+
+def test_grafana_dashboard_provider_reads_the_mounted_dashboards() -> None:
+    grafana = {t: Path(s) for s, t, _ in mounts(services()["grafana"])}
+    providers = yaml.safe_load(
+        (grafana["/etc/grafana/provisioning/dashboards"] / "scorestream.yml").read_text()
+    )["providers"]
+    for provider in providers:
+        folder = grafana[provider["options"]["path"]]
+        assert list(folder.glob("*.json")), f"no dashboards in {folder}"
+
+
+def test_compose_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+    """promtool reads the config as Prometheus in the container will (rules next to it)."""
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool is missing: `make system` installs Debian's prometheus"
+    for source, target, _ in mounts(services()["prometheus"]):
+        if target.startswith("/etc/prometheus/"):
+            shutil.copy(source, tmp_path / Path(target).name)
+    out = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "SUCCESS: 1 rule files found" in out.stdout + out.stderr
+
+
 def test_prometheus_rule_files_are_mounted_next_to_the_config() -> None:
     prom = services()["prometheus"]
     targets = {t: Path(s) for s, t, _ in mounts(prom)}
@@ -290,13 +345,14 @@ def test_addresses_between_services_agree() -> None:
     assert [str(p) for p in svc["scorer"]["expose"]] == [port]
     address = scorer_env.get("SCORESTREAM_METRICS_ADDRESS", "127.0.0.1")
     assert address == "0.0.0.0", f"metrics on {address}: Prometheus in its container cannot scrape"
-    prom = yaml.safe_load((ROOT / "monitoring/prometheus/prometheus.yml").read_text())
-    targets = [
-        t for job in prom["scrape_configs"] for c in job["static_configs"] for t in c["targets"]
-    ]
-    assert f"scorer:{port}" in targets
+    prom_mounts = {t: Path(s) for s, t, _ in mounts(svc["prometheus"])}
+    prom = yaml.safe_load(prom_mounts["/etc/prometheus/prometheus.yml"].read_text())
+    static = [c for job in prom["scrape_configs"] for c in job["static_configs"]]
+    targets = [t for c in static for t in c["targets"]]
+    assert targets == [f"scorer:{port}"]
+    grafana = {t: Path(s) for s, t, _ in mounts(svc["grafana"])}
     datasources = yaml.safe_load(
-        (ROOT / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text()
+        (grafana["/etc/grafana/provisioning/datasources"] / "prometheus.yml").read_text()
     )
     url = urlparse(datasources["datasources"][0]["url"])
     assert (url.hostname, url.port) == ("prometheus", PUBLISHED["prometheus"])
