@@ -333,6 +333,10 @@ def test_counters_add_up(scenario: Scenario) -> None:
     assert batches >= 6  # at most 2,500 records per trigger
     assert _value(s, "scorestream_batch_id") >= batches - 1
     assert abs(_value(s, "scorestream_last_batch_completed_timestamp_seconds") - time.time()) < 300
+    # The monitor's own share of the batch time (batch duration includes it); shown with -rP.
+    spent, total = scenario.monitor.spent_s, _value(s, "scorestream_batch_duration_seconds_sum")
+    print(f"monitoring: {spent:.2f} s of {total:.2f} s batch time ({spent / total:.0%})")
+    assert 0 < spent < total
 
 
 def test_model_swap_and_load_failure_are_reported(scenario: Scenario) -> None:

@@ -29,7 +29,7 @@ def _provisioned_uid() -> str:
         (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text()
     )
     (source,) = config["datasources"]
-    assert source["type"] == "prometheus" and source["url"] == "http://prometheus:9090"
+    assert source["type"] == "prometheus" and source["url"] == "http://127.0.0.1:9090"
     return str(source["uid"])
 
 

@@ -42,7 +42,7 @@ def test_promtool_check_config() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     job = next(j for j in config["scrape_configs"] if j["job_name"] == "scorestream")
-    assert job["static_configs"][0]["targets"] == ["scorer:9400"]
+    assert job["static_configs"][0]["targets"] == ["127.0.0.1:9400"]  # the default port
     assert config["rule_files"] == ["rules.yml"]
 
 
