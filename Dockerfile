@@ -63,7 +63,8 @@ RUN pip install -e . "pyspark==${PYSPARK_VERSION}" \
  && chmod 0755 docker/*.sh
 
 USER 185:185
-ENV HOME=/opt/scorestream \
+# A HOME the service user can write (Spark, matplotlib and friends keep small caches there).
+ENV HOME=/var/lib/scorestream \
     PYSPARK_PYTHON=/usr/local/bin/python
 ENTRYPOINT ["/usr/bin/tini", "--", "scorestream"]
 CMD ["--help"]

@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -471,3 +472,32 @@ def test_deployment_docs_name_every_service_and_only_real_variables() -> None:
         assert var in known, f"docs/deployment.md mentions {var}, which no command reads"
     for port in PUBLISHED.values():
         assert f"127.0.0.1:{port}" in text
+
+
+def test_dockerfile_jar_stage_runs_from_what_it_copies(tmp_path: Path) -> None:
+    """The Maven stage copies a few files only: they must be enough to import scorestream.jars."""
+    from scorestream import jars
+
+    stage = DOCKERFILE.read_text(encoding="utf-8").split("\nFROM ")[1]
+    for line in stage.splitlines():
+        if not line.startswith("COPY "):
+            continue
+        *sources, dest = line.split()[1:]
+        for source in sources:
+            if (ROOT / source).is_dir():
+                shutil.copytree(ROOT / source, tmp_path / dest, dirs_exist_ok=True)
+            else:
+                (tmp_path / dest).mkdir(parents=True, exist_ok=True)
+                shutil.copy(ROOT / source, tmp_path / dest)
+    probe = "from scorestream import jars; print(jars.bundle_dir('spark-connectors').name)"
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", f"import sys; sys.path.insert(0, ''); {probe}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 0, out.stderr
+    # Same poms, same cache key: the final stage finds the jars the Maven stage fetched.
+    assert out.stdout.strip() == jars.bundle_dir("spark-connectors").name
