@@ -249,7 +249,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    query = scorer.start()
+    scorer.start()
     print(
         f"scoring {settings.input_topic} -> {settings.output_topic} "
         f"(dead letters: {settings.topics.dead_letter}) with model "
@@ -258,7 +258,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    while not stop.is_set() and query.isActive:
+    while not stop.is_set() and scorer.active():
         stop.wait(1.0)
     scorer.stop()
     monitor.close()

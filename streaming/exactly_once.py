@@ -71,6 +71,11 @@ class TransactionalSink:
         self._producer: Any = None
         self.last_committed = -1
 
+    def start(self) -> None:
+        """Fence earlier producers of this id and read the last committed batch (once)."""
+        if self._producer is None:
+            self._start()
+
     def _start(self) -> None:
         from confluent_kafka import KafkaException, Producer
 

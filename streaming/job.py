@@ -86,6 +86,20 @@ class ScorerSettings:
         )
 
 
+MAX_RESTARTS = 5
+
+
+def _is_spark_55271(exc: object) -> bool:
+    """The NullPointerException of Spark 4.1.1's Kafka source metrics after a replayed batch."""
+    if exc is None:
+        return False
+    # pyspark's StreamingQueryException keeps the Java stack trace apart from its message.
+    text = f"{exc} {getattr(exc, '_stackTrace', '')} {getattr(exc, '_cause', '')}"
+    return "KafkaMicroBatchStream" in text and (
+        "NullPointerException" in text or "Option.get()" in text
+    )
+
+
 class StopRequested(ScorestreamError):
     """Raised inside a batch that starts after a stop was asked for."""
 
@@ -157,6 +171,7 @@ class Scorer:
         self._batch_lock = threading.Lock()
         self._stopping = threading.Event()
         self._sink: TransactionalSink | None = None
+        self.restarts = 0  # query restarts after SPARK-55271 (see _watch)
         self._writers: WriterSchemas | None = None
 
     def _source(self) -> DataFrame:
@@ -281,6 +296,7 @@ class Scorer:
                 f"scorestream-{query_id(s.checkpoint_dir)}",
                 s.transaction_timeout_ms,
             )
+        self._sink.start()
         if batch_id <= self._sink.last_committed:
             result = self._sink.publish(batch_id, ())
         else:
@@ -329,8 +345,14 @@ class Scorer:
 
     def start(self) -> StreamingQuery:
         """Check the set-up, create missing topics, start the query and return it."""
-        s = self.settings
         self.preflight()
+        self.query = self._start_query()
+        watchdog = threading.Thread(target=self._watch, name="scorer-watchdog", daemon=True)
+        watchdog.start()
+        return self.query
+
+    def _start_query(self) -> StreamingQuery:
+        s = self.settings
         writer = (
             self._source()
             .writeStream.foreachBatch(self._process)
@@ -339,8 +361,54 @@ class Scorer:
         )
         if s.trigger_interval:
             writer = writer.trigger(processingTime=s.trigger_interval)
-        self.query = writer.start()
-        return self.query
+        return writer.start()
+
+    def _watch(self) -> None:
+        """Restart the query after Spark 4.1.1's Kafka-source bug SPARK-55271, nothing else.
+
+        After a crash, the batch left uncommitted is replayed on restart; Spark then reports
+        its progress with Kafka offsets it never fetched and fails with a NullPointerException
+        in KafkaMicroBatchStream.metrics, after the batch was written and committed. Starting
+        the query again continues from the next batch. Any other failure is left to the caller
+        (raise_if_failed).
+        """
+        while not self._stopping.is_set():
+            query = self.query
+            if query is None:
+                return
+            try:
+                if query.awaitTermination(1):
+                    if not _is_spark_55271(query.exception()):
+                        return
+                else:
+                    continue
+            except Exception as exc:
+                if not _is_spark_55271(exc):
+                    return
+            if self._stopping.is_set() or self.restarts >= MAX_RESTARTS:
+                return
+            self.restarts += 1
+            log.warning(
+                "the query hit Spark bug SPARK-55271 after replaying a batch; restarting it "
+                "(%d of at most %d)",
+                self.restarts,
+                MAX_RESTARTS,
+            )
+            self.query = self._start_query()
+
+    def active(self) -> bool:
+        """True while the query runs or is being restarted after SPARK-55271."""
+        query = self.query
+        if query is None:
+            return False
+        if query.isActive:
+            return True
+        return self._restartable(query)
+
+    def _restartable(self, query: StreamingQuery) -> bool:
+        if self._stopping.is_set() or self.restarts >= MAX_RESTARTS:
+            return False
+        return _is_spark_55271(query.exception())
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Wait until the query has initialised its source (it then waits for data)."""
@@ -376,6 +444,8 @@ class Scorer:
     def raise_if_failed(self) -> None:
         if self._stopping.is_set():
             return
+        if self.query is not None and self._restartable(self.query):
+            return  # the watchdog restarts it
         if self.query is not None and self.query.exception() is not None:
             exc = self.query.exception()
             first = str(exc).strip().splitlines()[0] if exc is not None else "unknown"
