@@ -304,5 +304,12 @@ class ScorerMetrics:
 
 def serve(metrics: ScorerMetrics, addr: str = "127.0.0.1", port: int = 0) -> tuple[WSGIServer, int]:
     """Serve /metrics in a daemon thread; returns the server and the port actually bound."""
-    server, _thread = start_http_server(port, addr=addr, registry=metrics.registry)
+    try:
+        server, _thread = start_http_server(port, addr=addr, registry=metrics.registry)
+    except OSError as exc:
+        msg = (
+            f"cannot serve metrics on {addr}:{port}: {exc.strerror or exc}; "
+            "choose another --metrics-port (0: any free port)"
+        )
+        raise MetricsError(msg) from exc
     return server, int(server.server_port)

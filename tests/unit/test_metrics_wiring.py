@@ -14,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from monitoring.cli import metrics_args, monitor_settings, port_number
 from monitoring.errors import MetricsError
 from monitoring.histogram import BulkHistogram
-from monitoring.metrics import DEAD_LETTER_REASONS, ScorerMetrics
+from monitoring.metrics import DEAD_LETTER_REASONS, ScorerMetrics, serve
 from monitoring.settings import MonitorSettings
 from scorestream.errors import ConfigError
 from streaming.monitor import offsets_behind_latest
@@ -108,3 +108,14 @@ def test_bad_flags_name_the_value() -> None:
         monitor_settings(_args("--drift-window-events", "0"))
     # Without drift no window is needed.
     assert not monitor_settings(_args("--drift", "false", "--drift-window-events", "0")).drift
+
+
+def test_a_taken_port_is_a_clear_error() -> None:
+    first = ScorerMetrics(CollectorRegistry())
+    server, port = serve(first, "127.0.0.1", 0)
+    try:
+        with pytest.raises(MetricsError, match=f"cannot serve metrics on 127.0.0.1:{port}"):
+            serve(ScorerMetrics(CollectorRegistry()), "127.0.0.1", port)
+    finally:
+        server.shutdown()
+        server.server_close()
