@@ -110,9 +110,18 @@ def operations_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def shadow_topic(args: argparse.Namespace, settings: ScorerSettings) -> str:
+    topic = str(args.shadow_topic or f"{settings.output_topic}.shadow")
+    if topic in (settings.input_topic, settings.output_topic, settings.topics.dead_letter):
+        msg = f"shadow topic {topic!r} must differ from the input, output and dead-letter topics"
+        raise ConfigError(msg)
+    return topic
+
+
 def check_args(args: argparse.Namespace, settings: ScorerSettings) -> None:
     """Refuse flag combinations before Spark starts."""
     feedback_settings(args)
+    shadow_topic(args, settings)
     if args.trigger == "realtime":
         if args.labels_topic or args.auto_promote:
             msg = "--labels-topic and --auto-promote need micro-batch mode (--trigger microbatch)"
@@ -150,10 +159,7 @@ def operation_listeners(
         return [], [], []
     registry = Registry(settings.registry)
     loops = [FeedbackLoop(feedback, registry, kafka)] if feedback is not None else []
-    topic = args.shadow_topic or f"{settings.output_topic}.shadow"
-    if topic in (settings.input_topic, settings.output_topic, settings.topics.dead_letter):
-        msg = f"shadow topic {topic!r} must differ from the input, output and dead-letter topics"
-        raise ConfigError(msg)
+    topic = shadow_topic(args, settings)
     shadow = ShadowScorer(
         kafka,
         registry,

@@ -11,6 +11,7 @@ events lack is logged with its path and reason, counted, and not tried again.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -170,6 +171,8 @@ class ShadowScorer:
         self.records = 0  # compared records since start, and their running sums:
         self.equal_total = 0
         self.abs_diff_total = 0.0
+        self.seconds = 0.0  # wall time spent shadow scoring (it lengthens the batches)
+        self.batches = 0
         self.last: Agreement | None = None
         self.holder = ChallengerHolder(registry, settings.alias, self._failed)
         self._topic_ready = False
@@ -193,6 +196,13 @@ class ShadowScorer:
             self._topic_ready = True
 
     def on_batch(self, scored: DataFrame, stats: BatchStats) -> None:
+        started = time.monotonic()
+        try:
+            self._on_batch(scored, stats)
+        finally:
+            self.seconds += time.monotonic() - started
+
+    def _on_batch(self, scored: DataFrame, stats: BatchStats) -> None:
         from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
@@ -247,6 +257,7 @@ class ShadowScorer:
         if not n:
             return
         self.records += n
+        self.batches += 1
         self.equal_total += int(row["equal"])
         self.abs_diff_total += float(row["diff"])
         self.last = Agreement(

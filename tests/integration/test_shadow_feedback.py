@@ -84,12 +84,23 @@ def _events(seed: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
     return events, labels
 
 
+class Durations:
+    """A BatchListener keeping the champion's batch durations (measured before listeners)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    def on_batch(self, _scored: Any, stats: Any) -> None:
+        self.seconds.append(stats.duration_s)
+
+
 @dataclass
 class Run:
     scorer: Scorer
     shadow: ShadowScorer
     feedback: FeedbackLoop
     metrics: ScorerMetrics
+    durations: Durations
     output: list[Any]
     shadow_records: list[Any]
     events: list[dict[str, Any]]
@@ -111,6 +122,7 @@ def _run(
         FeedbackSettings(**{**settings.__dict__, "labels_topic": labels_topic}), registry, kafka
     )
     metrics = ScorerMetrics(CollectorRegistry())
+    durations = Durations()
     shadow = ShadowScorer(
         kafka, registry, ShadowSettings(topic=f"{output}.shadow"), metrics, observers=[feedback]
     )
@@ -124,7 +136,7 @@ def _run(
             checkpoint=tmp_path / "checkpoint",
             max_offsets_per_trigger=CHUNK,
         ),
-        listeners=[shadow],
+        listeners=[shadow, durations],
     )
     shadow.attach(scorer)
     scorer.start()
@@ -164,6 +176,7 @@ def _run(
         shadow=shadow,
         feedback=feedback,
         metrics=metrics,
+        durations=durations,
         output=read_quiet(kafka, output, n, quiet_s=2.0, timeout_s=120),
         shadow_records=read_quiet(
             kafka, f"{output}.shadow", shadow.records, quiet_s=2.0, timeout_s=120
@@ -235,7 +248,10 @@ def test_informed_challenger_is_shadowed_then_promoted(
     assert run.metrics.shadow_agreement._value.get() == run.shadow.last.agreement
     print(
         f"\nshadow: {len(shadow)} records, agreement {equal / len(shadow):.4f}, "
-        f"mean |diff| {diff / len(shadow):.4f}; promotion: {champion['reason']}"
+        f"mean |diff| {diff / len(shadow):.4f}; promotion: {champion['reason']}; "
+        f"shadow time {run.shadow.seconds:.2f} s over {run.shadow.batches} shadowed batches; "
+        f"champion scoring: {sum(run.durations.seconds):.2f} s over "
+        f"{len(run.durations.seconds)} batches"
     )
 
 
