@@ -1,0 +1,122 @@
+"""The contenders: the scorer's variants and the peers, each a process the harness starts."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Contender:
+    """One thing measured: how to start it and which figures apply to it."""
+
+    name: str
+    label: str
+    kind: str  # scorer, peer or batch
+    input_format: str = "json"
+    latency: bool = True  # measured at fixed rates (streaming contenders)
+    committed: bool = False  # its output is read with read_committed
+    extra: tuple[str, ...] = ()
+
+    def command(
+        self,
+        bootstrap: str,
+        registry: Path,
+        card: Path,
+        checkpoint: Path,
+        topics: tuple[str, str, str],
+        max_offsets_per_trigger: int,
+    ) -> list[str]:
+        """The command line of a streaming run reading topics[0], writing topics[1] (+ DLQ)."""
+        source, output, dead = topics
+        py = sys.executable
+        if self.kind == "peer":
+            module = "benchmarks.peer_a" if self.name == "peer-a" else "benchmarks.peer_b"
+            cmd = [py, "-m", module, "--bootstrap", bootstrap]
+            if self.name == "peer-a":
+                cmd += ["--card", str(card)]
+            return [
+                *cmd,
+                "--input-topic",
+                source,
+                "--output-topic",
+                output,
+                "--dlq-topic",
+                dead,
+                *self.extra,
+            ]
+        return [
+            py,
+            "-m",
+            "benchmarks.worker",
+            "scorer",
+            "--bootstrap",
+            bootstrap,
+            "--registry",
+            str(registry),
+            "--checkpoint",
+            str(checkpoint),
+            "--input-topic",
+            source,
+            "--output-topic",
+            output,
+            "--dlq-topic",
+            dead,
+            "--max-offsets-per-trigger",
+            str(max_offsets_per_trigger),
+            *self.extra,
+        ]
+
+
+CONTENDERS: dict[str, Contender] = {
+    c.name: c
+    for c in (
+        Contender("scorer-json", "scorer, micro-batch, JSON", "scorer"),
+        Contender(
+            "scorer-avro",
+            "scorer, micro-batch, Avro",
+            "scorer",
+            input_format="avro",
+            extra=("--input-format", "avro"),
+        ),
+        Contender(
+            "scorer-realtime",
+            "scorer, real-time mode, JSON",
+            "scorer",
+            extra=("--mode", "realtime"),
+        ),
+        Contender(
+            "scorer-eo",
+            "scorer, micro-batch, --exactly-once",
+            "scorer",
+            committed=True,
+            extra=("--exactly-once",),
+        ),
+        Contender(
+            "scorer-drift",
+            "scorer, micro-batch, JSON + drift monitor",
+            "scorer",
+            latency=False,
+            extra=("--drift",),
+        ),
+        Contender("peer-a", "peer A: Python + numpy coefficients", "peer"),
+        Contender("peer-b", "peer B: raw pass-through", "peer"),
+        Contender("spark-batch", "Spark batch scoring of a file", "batch", latency=False),
+    )
+}
+
+
+def pick(names: str) -> list[Contender]:
+    """Contenders by a comma-separated list of names ('all' for every one)."""
+    from scorestream.errors import ConfigError
+
+    if names.strip() in ("", "all"):
+        return list(CONTENDERS.values())
+    chosen = []
+    for name in (n.strip() for n in names.split(",") if n.strip()):
+        if name not in CONTENDERS:
+            msg = f"unknown contender {name!r}; expected some of {', '.join(CONTENDERS)}"
+            raise ConfigError(msg)
+        chosen.append(CONTENDERS[name])
+    return chosen

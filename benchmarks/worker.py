@@ -1,0 +1,228 @@
+"""The Spark side of the benchmark, one process per run: prepare, scorer variants, batch scoring.
+
+Each contender runs in its own process so its peak memory (the Python driver and its JVM) is
+its own. A run prints JSON lines on stdout: {"event": "ready", "t": ...} just before it starts
+consuming, and {"event": "done", ...} with its counts and Spark's per-trigger durations.
+
+    python -m benchmarks.worker prepare --registry R --card C [--rows N]
+    python -m benchmarks.worker scorer --bootstrap B --registry R --input-topic I ... [--mode]
+    python -m benchmarks.worker batch --registry R --input events.parquet --output out.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from scorestream.kafka import KafkaSettings
+
+DURATION_KEYS = (
+    "triggerExecution",
+    "latestOffset",
+    "queryPlanning",
+    "getBatch",
+    "walCommit",
+    "addBatch",
+    "commitOffsets",
+    "commitBatch",
+)
+
+
+def _emit(event: str, **data: Any) -> None:
+    print(json.dumps({"event": event, "t": time.time(), **data}), flush=True)
+
+
+def _spark(app: str) -> Any:
+    from scorestream.spark import SparkSettings, session
+
+    return session(SparkSettings(app_name=app, shuffle_partitions=2))
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    """Train one model into a fresh registry and export its coefficients card."""
+    from models.export import export
+    from models.registry import Registry
+    from models.train import TrainSettings, synthetic_frame, train
+    from producers.generator import SPEC
+
+    spark = _spark("bench-prepare")
+    try:
+        entry = train(
+            spark,
+            synthetic_frame(spark, args.rows, seed=args.seed),
+            SPEC,
+            TrainSettings(registry=args.registry, seed=args.seed),
+            fingerprint=f"synthetic:rows={args.rows}:seed={args.seed}",
+            source="synthetic",
+            progress=lambda _m: None,
+        )
+        loaded, model = Registry(args.registry).load(entry.version)
+        export(spark, loaded, model, "coefficients", args.card)
+    finally:
+        spark.stop()
+    _emit("done", version=entry.version)
+    return 0
+
+
+def progress_summary(progresses: list[Any]) -> dict[str, Any]:
+    """Spark's query progress: per-trigger durations (ms) summed and per batch, rows per batch."""
+    totals = dict.fromkeys(DURATION_KEYS, 0.0)
+    rows = 0
+    batches = 0
+    for p in progresses:
+        data = json.loads(p.json) if hasattr(p, "json") else dict(p)
+        n = int(data.get("numInputRows") or 0)
+        if n == 0:
+            continue
+        batches += 1
+        rows += n
+        for key, value in (data.get("durationMs") or {}).items():
+            totals[key] = totals.get(key, 0.0) + float(value)
+    per_batch = {k: (v / batches if batches else 0.0) for k, v in totals.items() if v}
+    return {"batches": batches, "rows": rows, "total_ms": totals, "per_batch_ms": per_batch}
+
+
+class _BatchTimes:
+    """A BatchListener that only records each batch's duration inside foreachBatch."""
+
+    def __init__(self) -> None:
+        self.durations: list[float] = []
+        self.rows: list[int] = []
+
+    def on_batch(self, scored: Any, stats: Any) -> None:
+        self.durations.append(stats.duration_s)
+        self.rows.append(stats.records_in)
+
+
+def cmd_scorer(args: argparse.Namespace) -> int:
+    """One scorer variant on one input topic, until SIGTERM."""
+    from streaming.avro_input import InputFormat
+    from streaming.job import Scorer, ScorerSettings
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    kafka = KafkaSettings(bootstrap=args.bootstrap)
+    settings = ScorerSettings(
+        input_topic=args.input_topic,
+        output_topic=args.output_topic,
+        dead_letter_topic=args.dlq_topic,
+        registry=args.registry,
+        checkpoint=args.checkpoint,
+        max_offsets_per_trigger=args.max_offsets_per_trigger or None,
+        input_format=InputFormat(kind=args.input_format),
+        exactly_once=args.exactly_once,
+        topic_partitions=2,
+    )
+    spark = _spark(f"bench-{args.mode}")
+    times = _BatchTimes()
+    monitor: Any = None
+    scorer: Any
+    if args.mode == "realtime":
+        from streaming.realtime import RealtimeScorer, RealtimeSettings
+
+        scorer = RealtimeScorer(spark, kafka, settings, RealtimeSettings(args.realtime_checkpoint))
+    else:
+        listeners: list[Any] = [times]
+        if args.drift:
+            from monitoring.settings import MonitorSettings
+            from streaming.monitor import ScorerMonitor
+
+            monitor = ScorerMonitor(spark, MonitorSettings(metrics_port=0, drift=True))
+            listeners.append(monitor)
+        scorer = Scorer(spark, kafka, settings, listeners=listeners)
+        if monitor is not None:
+            monitor.attach(scorer)
+    failure = ""
+    try:
+        _emit("ready")
+        query = scorer.start()
+        while not stop.wait(0.5):
+            if not query.isActive:
+                scorer.raise_if_failed()
+                failure = "query stopped by itself"
+                break
+        progresses = list(query.recentProgress)
+    except Exception as exc:
+        failure = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        progresses = []
+    finally:
+        scorer.stop()
+        if monitor is not None:
+            monitor.close()
+    done: dict[str, Any] = {"progress": progress_summary(progresses)}
+    if times.durations:
+        done["foreach_batch_s"] = {
+            "batches": len(times.durations),
+            "mean": sum(times.durations) / len(times.durations),
+            "max": max(times.durations),
+            "rows_mean": sum(times.rows) / len(times.rows),
+        }
+    if monitor is not None:
+        done["monitor_s"] = monitor.spent_s
+    if hasattr(scorer, "totals"):
+        t = scorer.totals
+        done["totals"] = {"in": t.records_in, "scored": t.scored, "dead": t.dead_lettered}
+    if failure:
+        done["error"] = failure
+    spark.stop()
+    _emit("done", **done)
+    return 1 if failure else 0
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """Spark batch scoring of the events file with the same model (the ceiling of Spark)."""
+    from models.batch import score_frame
+    from models.registry import Registry
+
+    spark = _spark("bench-batch")
+    try:
+        entry, model = Registry(args.registry).load("champion")
+        _emit("ready")
+        frame = spark.read.parquet(str(args.input))
+        scored = score_frame(frame, entry, model)
+        scored.write.mode("overwrite").parquet(str(args.output))
+        finished = time.time()
+    finally:
+        spark.stop()
+    _emit("done", finished=finished)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.worker")
+    sub = p.add_subparsers(dest="command", required=True)
+    prep = sub.add_parser("prepare", help="train a model into a registry, export its card")
+    prep.add_argument("--registry", required=True, type=Path)
+    prep.add_argument("--card", required=True, type=Path)
+    prep.add_argument("--rows", type=int, default=20_000)
+    prep.add_argument("--seed", type=int, default=11)
+    sc = sub.add_parser("scorer", help="run one scorer variant until SIGTERM")
+    sc.add_argument("--bootstrap", required=True)
+    sc.add_argument("--registry", required=True, type=Path)
+    sc.add_argument("--checkpoint", required=True, type=Path)
+    sc.add_argument("--input-topic", required=True)
+    sc.add_argument("--output-topic", required=True)
+    sc.add_argument("--dlq-topic", required=True)
+    sc.add_argument("--mode", choices=("microbatch", "realtime"), default="microbatch")
+    sc.add_argument("--input-format", choices=("json", "avro"), default="json")
+    sc.add_argument("--exactly-once", action="store_true")
+    sc.add_argument("--drift", action="store_true", help="attach the drift monitor")
+    sc.add_argument("--max-offsets-per-trigger", type=int, default=0)
+    sc.add_argument("--realtime-checkpoint", default="5 seconds")
+    ba = sub.add_parser("batch", help="Spark batch scoring of a Parquet file")
+    ba.add_argument("--registry", required=True, type=Path)
+    ba.add_argument("--input", required=True, type=Path)
+    ba.add_argument("--output", required=True, type=Path)
+    args = p.parse_args(argv)
+    handlers = {"prepare": cmd_prepare, "scorer": cmd_scorer, "batch": cmd_batch}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,117 @@
+"""The benchmark harness, tiny: it runs end to end and every contender scores every event.
+
+Speed is never asserted here; the structure of the results and the counts are.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from streamkit import read
+
+from benchmarks.cli import main
+from benchmarks.peer_a import VectorScorer
+from models.export import export
+from models.registry import Registry
+from models.scorer import CoefficientScorer
+from producers.generator import iter_events
+from scorestream.kafka import KafkaSettings
+
+EVENTS = 300
+
+
+def _card(spark: Any, registry: Registry, path: Path) -> Path:
+    entry, model = registry.load("champion")
+    return export(spark, entry, model, "coefficients", path)
+
+
+def test_peer_a_vector_scorer_matches_the_reference_scorer(
+    spark: Any, trained_registry: Registry, tmp_path: Path
+) -> None:
+    card = json.loads(_card(spark, trained_registry, tmp_path / "card.json").read_text())
+    records: list[dict[str, Any]] = list(iter_events(500, seed=5))
+    records[0]["amount"] = None  # imputed
+    records[1]["merchant_category"] = "never-seen"  # the keep slot
+    records[2].pop("country")  # missing category
+    records[3]["hour_of_day"] = float("nan")
+    vector = VectorScorer(card)
+    got = vector.score(vector.columns(records), len(records))
+    reference = CoefficientScorer(card)
+    want = np.array([reference.score(r) for r in records])
+    assert np.max(np.abs(got - want)) <= 1e-12
+
+
+def _scores(kafka: KafkaSettings, topic: str, n: int) -> dict[str, float]:
+    return {
+        json.loads(m.value())["event_id"]: json.loads(m.value())["score"]
+        for m in read(kafka, topic, n, timeout_s=60)
+    }
+
+
+def test_bench_smoke(
+    spark: Any, kafka: KafkaSettings, trained_registry: Registry, tmp_path: Path
+) -> None:
+    card = _card(spark, trained_registry, tmp_path / "card.json")
+    results, summary = tmp_path / "results", tmp_path / "BENCHMARKS.md"
+    contenders = ["peer-b", "peer-a", "scorer-json"]
+    code = main(
+        [
+            "--events", str(EVENTS),
+            "--repeats", "1",
+            "--contenders", ",".join(contenders),
+            "--latency-contenders", "peer-b,peer-a",
+            "--rates", "100",
+            "--latency-seconds", "1",
+            "--bootstrap", kafka.bootstrap,
+            "--registry", str(trained_registry.root),
+            "--card", str(card),
+            "--results-dir", str(results),
+            "--summary", str(summary),
+            "--work-dir", str(tmp_path / "work"),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    (js,) = results.glob("*.json")
+    assert js.with_suffix(".md").exists() and js.with_suffix(".png").stat().st_size > 0
+    result = json.loads(js.read_text())
+    assert {"command", "machine", "settings", "summary", "targets", "runs"} <= result.keys()
+    assert result["machine"]["cores"] >= 1 and len(result["machine"]["load_avg"]) == 3
+
+    runs = result["runs"]
+    assert not [r for r in runs if "error" in r]
+    throughput = {r["contender"]: r for r in runs if r["kind"] == "throughput"}
+    assert set(throughput) == set(contenders)
+    for name, run in throughput.items():
+        # Every contender scored every event, once each at least, none dead-lettered.
+        assert run["events"] == EVENTS and run["distinct"] == EVENTS, name
+        assert run["records"] >= EVENTS and run["dead_lettered"] == 0, name
+        assert run["throughput"] > 0 and run["peak_rss_bytes"] > 0, name
+    latency = {r["contender"]: r for r in runs if r["kind"] == "latency"}
+    assert set(latency) == {"peer-b", "peer-a"}
+    for name, run in latency.items():
+        phase = run["rates"]["100"]
+        assert phase["received"] == phase["sent"] == 100, name
+        assert phase["p50_ms"] <= phase["p99_ms"] <= phase["max_ms"], name
+
+    s = result["summary"]
+    assert s["peer-b"]["ratio_vs_peer_b"]["median"] == 1.0
+    assert s["peer-a"]["ratio_vs_peer_a"]["median"] == 1.0
+    assert math.isfinite(s["scorer-json"]["ratio_vs_peer_a"]["median"])
+    assert all(e["all_scored"] for e in s.values())
+    assert {t["status"] for t in result["targets"]} <= {"met", "missed", "not measured"}
+    assert len(result["targets"]) == 6
+
+    # Peer A and the scorer gave the same events the same scores (same model, two engines).
+    run_id = result["settings"]["run_id"]
+    spark_scores = _scores(kafka, f"bench-{run_id}-scorer-json-tp1-out", EVENTS)
+    peer_scores = _scores(kafka, f"bench-{run_id}-peer-a-tp1-out", EVENTS)
+    assert spark_scores.keys() == peer_scores.keys() and len(spark_scores) == EVENTS
+    assert max(abs(spark_scores[k] - peer_scores[k]) for k in spark_scores) <= 1e-9
+
+    text = summary.read_text()
+    assert "python -m benchmarks --events 300" in text and "| peer-a" in text
+    assert "## Targets" in text
