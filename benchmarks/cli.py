@@ -23,7 +23,7 @@ from typing import Any
 
 from benchmarks import report
 from benchmarks.contenders import CONTENDERS, pick
-from benchmarks.harness import BenchSettings, Context, new_run_id, prepare, run_all
+from benchmarks.harness import BenchSettings, Context, child_env, new_run_id, prepare, run_all
 from scorestream.errors import ScorestreamError
 from scorestream.kafka import KafkaSettings
 
@@ -125,7 +125,9 @@ def _train(work: Path, rows: int, log: Any) -> tuple[Path, Path]:
     log(f"training one model ({rows} rows) into {registry} ...")
     cmd = [sys.executable, "-m", "benchmarks.worker", "prepare", "--registry", str(registry)]
     cmd += ["--card", str(card), "--rows", str(rows)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, check=False)
+    done = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=1800, check=False, env=child_env()
+    )
     if done.returncode != 0:
         msg = f"training the benchmark model failed:\n{done.stderr[-2000:]}"
         raise ScorestreamError(msg)

@@ -68,6 +68,19 @@ class Context:
     log: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True)
 
 
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def child_env() -> dict[str, str]:
+    """The environment of a contender: the repository importable from any working directory."""
+    path = os.environ.get("PYTHONPATH", "")
+    return {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT),
+    }
+
+
 class Proc:
     """A contender process in its own session; JSON lines on stdout are its reports."""
 
@@ -76,7 +89,7 @@ class Proc:
         self.log_path = log_path
         log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(log_path, "ab")  # noqa: SIM115 - the child writes to it
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env = child_env()
         self.proc = subprocess.Popen(
             cmd,
             stdout=subprocess.PIPE,

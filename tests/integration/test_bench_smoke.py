@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from streamkit import read
 
-from benchmarks.cli import main
-from benchmarks.peer_a import VectorScorer
 from models.export import export
 from models.registry import Registry
 from models.scorer import CoefficientScorer
@@ -22,6 +21,10 @@ from producers.generator import iter_events
 from scorestream.kafka import KafkaSettings
 
 EVENTS = 300
+# benchmarks/ is a folder of the repository, not an installed package.
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 def _card(spark: Any, registry: Registry, path: Path) -> Path:
@@ -32,6 +35,8 @@ def _card(spark: Any, registry: Registry, path: Path) -> Path:
 def test_peer_a_vector_scorer_matches_the_reference_scorer(
     spark: Any, trained_registry: Registry, tmp_path: Path
 ) -> None:
+    from benchmarks.peer_a import VectorScorer
+
     card = json.loads(_card(spark, trained_registry, tmp_path / "card.json").read_text())
     records: list[dict[str, Any]] = list(iter_events(500, seed=5))
     records[0]["amount"] = None  # imputed
@@ -55,6 +60,8 @@ def _scores(kafka: KafkaSettings, topic: str, n: int) -> dict[str, float]:
 def test_bench_smoke(
     spark: Any, kafka: KafkaSettings, trained_registry: Registry, tmp_path: Path
 ) -> None:
+    from benchmarks.cli import main
+
     card = _card(spark, trained_registry, tmp_path / "card.json")
     results, summary = tmp_path / "results", tmp_path / "BENCHMARKS.md"
     contenders = ["peer-b", "peer-a", "scorer-json"]
