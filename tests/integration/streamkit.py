@@ -92,7 +92,7 @@ def scorer_process(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "scorestream.cli", "score", *args],
+        [sys.executable, "-m", "scorestream.cli", "--log-level", "info", "score", *args],
         stdout=out,
         stderr=subprocess.STDOUT,
         env=env,
@@ -105,3 +105,35 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     with suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+
+
+def read_ids(
+    kafka: KafkaSettings,
+    topic: str,
+    wanted: set[str],
+    quiet_s: float,
+    timeout_s: float,
+    isolation: str = "read_uncommitted",
+) -> list[str]:
+    """Event ids of JSON records on `topic` (duplicates kept) until every wanted id arrived
+    and then nothing more for `quiet_s`, or the deadline passed."""
+    import json
+
+    ids: list[str] = []
+    missing = set(wanted)
+    c = consumer(kafka, topic, isolation=isolation)
+    deadline = time.monotonic() + timeout_s
+    last = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            got = [m for m in c.consume(num_messages=5000, timeout=0.3) if not m.error()]
+            if got:
+                batch = [str(json.loads(m.value())["event_id"]) for m in got]
+                ids += batch
+                missing.difference_update(batch)
+                last = time.monotonic()
+            elif not missing and time.monotonic() - last > quiet_s:
+                break
+    finally:
+        c.close()
+    return ids

@@ -4,14 +4,13 @@ twice to a read_committed consumer."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
-from streamkit import EVENT_TIME, kill_group, read_quiet, scorer_process
+from streamkit import EVENT_TIME, kill_group, read_ids, scorer_process
 
 from models.registry import Registry
 from producers.generator import iter_events
@@ -49,6 +48,9 @@ def _args(kafka: KafkaSettings, registry: Registry, source: str, output: str, ck
     ]
 
 
+# Four scorer start-ups (a JVM each) on a 2-core machine: more than the default 600 s budget
+# when the machine is busy.
+@pytest.mark.timeout(1500)
 @pytest.mark.parametrize("mode", ["at-least-once", "exactly-once"])
 def test_kill_9_at_several_points_then_restart(
     mode: str,
@@ -61,16 +63,18 @@ def test_kill_9_at_several_points_then_restart(
     source, output = topic_factory("crash-in"), topic_factory("crash-out")
     events = [e | {"event_time": EVENT_TIME + i} for i, e in enumerate(iter_events(EVENTS, 61))]
     assert publish(kafka, ProduceSettings(topic=source), events) == EVENTS
+    wanted = {e["event_id"] for e in events}
     args = _args(kafka, trained_registry, source, output, tmp_path / "checkpoint")
     if mode == "exactly-once":
         args.append("--exactly-once")
     log = tmp_path / "scorer.log"
     watcher = consumer(kafka, output)  # read_uncommitted: sees progress as it is written
     seen = 0
+    proc = None
     try:
         for kill_at in KILL_AT:
             proc = scorer_process(args, log)
-            deadline = time.monotonic() + 240
+            deadline = time.monotonic() + 360
             while seen < kill_at:
                 assert proc.poll() is None, f"scorer exited early:\n{log.read_text()[-3000:]}"
                 assert time.monotonic() < deadline, (
@@ -80,22 +84,19 @@ def test_kill_9_at_several_points_then_restart(
             kill_group(proc)
         proc = scorer_process(args, log)
         isolation = "read_committed" if mode == "exactly-once" else "read_uncommitted"
-        try:
-            messages = read_quiet(
-                kafka, output, EVENTS, quiet_s=8.0, timeout_s=300, isolation=isolation
-            )
-        finally:
-            kill_group(proc)
+        read = read_ids(kafka, output, wanted, quiet_s=8.0, timeout_s=420, isolation=isolation)
     finally:
         watcher.close()
-    ids = Counter(json.loads(m.value())["event_id"] for m in messages)
+        if proc is not None:
+            kill_group(proc)  # never leaves a scorer or its JVM behind
+    ids = Counter(read)
     duplicates = sum(n - 1 for n in ids.values())
-    missing = {e["event_id"] for e in events} - set(ids)
+    missing = wanted - set(ids)
     print(
-        f"\n{mode}: {len(KILL_AT)} kill -9, {len(messages)} records read, {len(ids)} distinct, "
+        f"\n{mode}: {len(KILL_AT)} kill -9, {len(read)} records read, {len(ids)} distinct, "
         f"{duplicates} duplicates, {len(missing)} missing, {time.monotonic() - started:.0f} s"
     )
     assert not missing, f"{len(missing)} events lost, e.g. {sorted(missing)[:3]}"
     if mode == "exactly-once":
         assert duplicates == 0, f"{duplicates} duplicates under read_committed"
-        assert len(messages) == EVENTS
+        assert len(read) == EVENTS
