@@ -194,7 +194,38 @@ def ensure_topics(
                     f"cannot create topic {topic!r} on {settings.bootstrap}: {describe_error(exc)}"
                 )
                 raise StackError(msg) from exc
+    _await_leaders(admin, settings, wanted, timeout_s)
     return wanted
+
+
+def _await_leaders(
+    admin: Any, settings: KafkaSettings, topics: list[str], timeout_s: float
+) -> None:
+    """Wait until every partition of the new topics has a leader.
+
+    Creation returns before leaders are elected; a client that asks for offsets in between
+    gets NOT_LEADER_FOR_PARTITION, so callers get topics that are ready to use.
+    """
+    deadline = time.monotonic() + timeout_s
+    pending = list(topics)
+    while pending:
+        meta = admin.list_topics(timeout=max(0.1, min(2.0, deadline - time.monotonic())))
+        pending = [
+            t
+            for t in pending
+            if t not in meta.topics
+            or meta.topics[t].error is not None
+            or not meta.topics[t].partitions
+            or any(p.leader < 0 for p in meta.topics[t].partitions.values())
+        ]
+        if pending and time.monotonic() >= deadline:
+            msg = (
+                f"topics {pending} on {settings.bootstrap} have no leader for every partition "
+                f"after {timeout_s:.0f} s"
+            )
+            raise StackError(msg)
+        if pending:
+            time.sleep(0.05)  # polling metadata with a deadline
 
 
 def topic_layout(
