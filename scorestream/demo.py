@@ -41,15 +41,23 @@ def _say(text: str) -> None:
 
 def _end_offsets(kafka: KafkaSettings, topic: str) -> str:
     """The current end offset of each partition, as Spark's startingOffsets JSON."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     consumer = Consumer(kafka.confluent(**{"group.id": "scorestream-demo-offsets"}))
+    deadline = time.monotonic() + 30
     try:
         parts = topic_partitions(kafka, topic)
-        ends = {}
-        for p in range(parts):
-            _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            ends[str(p)] = high
+        ends: dict[str, int] = {}
+        while len(ends) < parts:
+            for p in range(parts):
+                try:
+                    _low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=5)
+                except KafkaException:
+                    # Leadership can still move right after a broker start; ask again.
+                    if time.monotonic() > deadline:
+                        raise
+                    continue
+                ends[str(p)] = high
     finally:
         consumer.close()
     return json.dumps({topic: ends})
