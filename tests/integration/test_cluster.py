@@ -86,6 +86,9 @@ def test_three_brokers_topics_get_three_replicas_and_min_isr_two(cluster: LocalK
         assert "min.insync.replicas=2\n" in props
 
 
+# Setup (SparkSession, model), a 50,000-event stream and three broker shutdowns: on a loaded
+# 2-core machine this has taken ten minutes, more than the suite's default per-test limit.
+@pytest.mark.timeout(1800)
 def test_scorer_survives_a_broker_killed_mid_stream(
     cluster: LocalKafka, spark: Any, trained_registry: Registry, tmp_path: Path
 ) -> None:

@@ -187,6 +187,8 @@ def _count(kafka: KafkaSettings, topic: str, at_least: int, timeout_s: float) ->
     return n
 
 
+# Two Spark daemons, a second driver and its executor: minutes on a loaded 2-core machine.
+@pytest.mark.timeout(1500)
 def test_standalone_cluster_scores_equal_local_mode(
     standalone: Standalone,
     spark: Any,
