@@ -501,3 +501,31 @@ def test_dockerfile_jar_stage_runs_from_what_it_copies(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     # Same poms, same cache key: the final stage finds the jars the Maven stage fetched.
     assert out.stdout.strip() == jars.bundle_dir("spark-connectors").name
+
+
+# -- replication: ensure_topics and docker/create-topics.sh follow one rule ------------------
+@pytest.mark.parametrize(
+    ("brokers", "replication", "config", "expected"),
+    [
+        (1, None, None, (1, {})),
+        (2, None, None, (2, {})),
+        (3, None, None, (3, {"min.insync.replicas": "2"})),
+        (5, None, None, (3, {"min.insync.replicas": "2"})),
+        (3, 1, None, (1, {})),
+        (3, None, {"min.insync.replicas": "3"}, (3, {"min.insync.replicas": "3"})),
+    ],
+)
+def test_topic_layout(
+    brokers: int, replication: int | None, config: dict[str, str] | None, expected: Any
+) -> None:
+    from scorestream.kafka import topic_layout
+
+    assert topic_layout(brokers, replication, config) == expected
+
+
+def test_create_topics_script_sets_min_isr_two_from_three_replicas() -> None:
+    script = (ROOT / "docker" / "create-topics.sh").read_text(encoding="utf-8")
+    assert '[ "$replication" -ge 3 ]' in script
+    assert "--config min.insync.replicas=2" in script
+    out = subprocess.run(["bash", "-n", str(ROOT / "docker" / "create-topics.sh")], check=False)
+    assert out.returncode == 0
