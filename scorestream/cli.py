@@ -130,10 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.WARNING),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = getattr(logging, str(args.log_level).upper(), logging.WARNING)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # py4j logs every command sent to the JVM at DEBUG: Kafka passwords included.
+    logging.getLogger("py4j").setLevel(max(level, logging.INFO))
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     try:
         return int(args.handler(args))

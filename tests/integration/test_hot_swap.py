@@ -68,6 +68,7 @@ def _publish_paced(kafka: KafkaSettings, topic: str, events: list[dict[str, Any]
             pub.send(topic, encode_json(event), key=str(event["event_id"]).encode())
 
 
+@pytest.mark.timeout(1800)  # the session's broker, Spark and training start inside it
 def test_promotion_during_a_live_stream_switches_at_a_batch_boundary(
     spark: Any,
     kafka: KafkaSettings,
@@ -115,20 +116,20 @@ def test_promotion_during_a_live_stream_switches_at_a_batch_boundary(
     try:
         scorer.wait_ready()
         producer.start()
-        _wait("500 records scored", lambda: scorer.totals.records_in >= 500, scorer, 120)
+        _wait("500 records scored", lambda: scorer.totals.records_in >= 500, scorer, 300)
 
         registry.promote(corrupt, reason="test: corrupt model folder")
-        _wait("the corrupt version refused", lambda: failures._value.get() >= 1, scorer, 60)
+        _wait("the corrupt version refused", lambda: failures._value.get() >= 1, scorer, 300)
         registry.promote(needs_field, reason="test: needs a field the events lack")
-        _wait("the incompatible version refused", lambda: failures._value.get() >= 2, scorer, 60)
+        _wait("the incompatible version refused", lambda: failures._value.get() >= 2, scorer, 300)
         assert scorer.holder.version == v1
         at_failure = scorer.totals.records_in
 
         registry.promote(good, reason="test: hot swap")
-        _wait("the good version serving", lambda: scorer.holder.version == good, scorer, 60)
-        producer.join(timeout=120)
+        _wait("the good version serving", lambda: scorer.holder.version == good, scorer, 300)
+        producer.join(timeout=300)
         assert not producer.is_alive()
-        _wait("every event processed", lambda: scorer.totals.records_in >= N, scorer, 180)
+        _wait("every event processed", lambda: scorer.totals.records_in >= N, scorer, 600)
         assert scorer.totals.records_in > at_failure  # the stream went on after the failures
     finally:
         scorer.stop()

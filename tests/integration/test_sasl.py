@@ -132,6 +132,7 @@ def test_wrong_credentials_fail_fast_with_a_clear_message(secured: LocalKafka) -
         _no_secret(text, "the error message")
 
 
+@pytest.mark.timeout(1800)
 def test_scorer_scores_through_the_sasl_listener(
     secured: LocalKafka,
     spark: Any,
@@ -141,6 +142,9 @@ def test_scorer_scores_through_the_sasl_listener(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # As `scorestream` sets it: py4j logs every command sent to the JVM at DEBUG, Kafka
+    # options (and so the JAAS line with the password) included.
+    logging.getLogger("py4j").setLevel(logging.INFO)
     kafka = _sasl(secured, USER, PASSWORD)
     source, output = "sasl-features", "sasl-scores"
     ensure_topics(kafka, [source, output, f"{source}.dlq"], partitions=2)
@@ -161,7 +165,7 @@ def test_scorer_scores_through_the_sasl_listener(
         with Publisher(kafka) as pub:
             for e in events:
                 pub.send(source, encode_json(e), key=str(e["event_id"]).encode())
-        wait_for(scorer, len(events), timeout_s=180)
+        wait_for(scorer, len(events), timeout_s=400)
     finally:
         scorer.stop()
     scores = read(kafka, output, len(events), timeout_s=60)
@@ -186,6 +190,7 @@ def _cli(
     )
 
 
+@pytest.mark.timeout(1800)
 def test_score_command_with_wrong_password_exits_2_without_printing_it(
     secured: LocalKafka, trained_registry: Registry, tmp_path: Path
 ) -> None:

@@ -153,7 +153,7 @@ def _run(
                         body["label_time"] = int(time.time() * 1000)
                         pub.send(labels_topic, json.dumps(body).encode())
                 pub.flush()
-                deadline = time.monotonic() + 180
+                deadline = time.monotonic() + 400
                 while scorer.totals.records_in < min(c + 1, CHUNKS) * CHUNK:
                     scorer.raise_if_failed()
                     assert time.monotonic() < deadline, f"chunk {c} not scored in 180 s"
@@ -194,6 +194,7 @@ def _challenger_scores(
     return {r["event_id"]: float(r["s"]) for r in rows}
 
 
+@pytest.mark.timeout(1800)
 def test_informed_challenger_is_shadowed_then_promoted(
     spark: Any, kafka: KafkaSettings, topic_factory: Any, tmp_path: Path, models: Models
 ) -> None:
@@ -255,6 +256,7 @@ def test_informed_challenger_is_shadowed_then_promoted(
     )
 
 
+@pytest.mark.timeout(1800)
 def test_noise_challenger_is_not_promoted(
     spark: Any, kafka: KafkaSettings, topic_factory: Any, tmp_path: Path, models: Models
 ) -> None:
