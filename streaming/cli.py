@@ -20,6 +20,7 @@ from scorestream.cli_common import (
     spark_args,
     spark_session,
 )
+from scorestream.errors import ScorestreamError
 from streaming import operations as ops
 from streaming.avro_input import INPUT_FORMATS, InputFormat
 from streaming.job import Scorer, ScorerSettings, validate_settings
@@ -260,11 +261,18 @@ def cmd_score(args: argparse.Namespace) -> int:
     )
     while not stop.is_set() and scorer.active():
         stop.wait(1.0)
+    failure: ScorestreamError | None = None
+    if not stop.is_set():  # the query ended by itself: say why (stop() silences failures)
+        try:
+            scorer.raise_if_failed()
+        except ScorestreamError as exc:
+            failure = exc
     scorer.stop()
     monitor.close()
     for loop in loops:
         loop.close()
-    scorer.raise_if_failed()
+    if failure is not None:
+        raise failure
     t = scorer.totals
     print(
         f"stopped: {t.records_in} records in, {t.scored} scored, "

@@ -172,6 +172,7 @@ class Scorer:
         self._stopping = threading.Event()
         self._sink: TransactionalSink | None = None
         self.restarts = 0  # query restarts after SPARK-55271 (see _watch)
+        self._watchdog: threading.Thread | None = None
         self._writers: WriterSchemas | None = None
 
     def _source(self) -> DataFrame:
@@ -347,8 +348,8 @@ class Scorer:
         """Check the set-up, create missing topics, start the query and return it."""
         self.preflight()
         self.query = self._start_query()
-        watchdog = threading.Thread(target=self._watch, name="scorer-watchdog", daemon=True)
-        watchdog.start()
+        self._watchdog = threading.Thread(target=self._watch, name="scorer-watchdog", daemon=True)
+        self._watchdog.start()
         return self.query
 
     def _start_query(self) -> StreamingQuery:
@@ -397,18 +398,15 @@ class Scorer:
             self.query = self._start_query()
 
     def active(self) -> bool:
-        """True while the query runs or is being restarted after SPARK-55271."""
+        """True while the query runs or the watchdog may still restart it (SPARK-55271)."""
         query = self.query
-        if query is None:
-            return False
-        if query.isActive:
+        if query is not None and query.isActive:
             return True
-        return self._restartable(query)
+        return self._watchdog is not None and self._watchdog.is_alive()
 
-    def _restartable(self, query: StreamingQuery) -> bool:
-        if self._stopping.is_set() or self.restarts >= MAX_RESTARTS:
-            return False
-        return _is_spark_55271(query.exception())
+    def _restart_pending(self) -> bool:
+        query = self.query
+        return query is not None and not query.isActive and self.active()
 
     def wait_ready(self, timeout_s: float = 120.0) -> None:
         """Wait until the query has initialised its source (it then waits for data)."""
@@ -444,8 +442,8 @@ class Scorer:
     def raise_if_failed(self) -> None:
         if self._stopping.is_set():
             return
-        if self.query is not None and self._restartable(self.query):
-            return  # the watchdog restarts it
+        if self._restart_pending():
+            return  # the watchdog is deciding whether to restart it
         if self.query is not None and self.query.exception() is not None:
             exc = self.query.exception()
             first = str(exc).strip().splitlines()[0] if exc is not None else "unknown"
