@@ -114,7 +114,7 @@ class OutputCheck:
         ordered = sorted(self.stamps)
         start = ordered[len(ordered) // 10]
         span = (ordered[-1] - start) / 1000
-        return (len(ordered) - len(ordered) // 10) / span if span > 0 else float("nan")
+        return (len(ordered) - len(ordered) // 10) / span if span >= 0.05 else float("nan")
 
 
 def read_output(

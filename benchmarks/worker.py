@@ -114,7 +114,10 @@ def cmd_scorer(args: argparse.Namespace) -> int:
         dead_letter_topic=args.dlq_topic,
         registry=args.registry,
         checkpoint=args.checkpoint,
-        max_offsets_per_trigger=args.max_offsets_per_trigger or None,
+        # Real-time mode refuses maxOffsetsPerTrigger (one long-running batch per partition).
+        max_offsets_per_trigger=(
+            args.max_offsets_per_trigger or None if args.mode == "microbatch" else None
+        ),
         input_format=InputFormat(kind=args.input_format),
         exactly_once=args.exactly_once,
         topic_partitions=2,

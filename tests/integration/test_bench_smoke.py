@@ -96,6 +96,7 @@ def test_bench_smoke(
         # Every contender scored every event, once each at least, none dead-lettered.
         assert run["events"] == EVENTS and run["distinct"] == EVENTS, name
         assert run["records"] >= EVENTS and run["dead_lettered"] == 0, name
+        assert run["throughput_basis"] in ("sustained", "incl_start"), name
         assert run["throughput"] > 0 and run["peak_rss_bytes"] > 0, name
     latency = {r["contender"]: r for r in runs if r["kind"] == "latency"}
     assert set(latency) == {"peer-b", "peer-a"}
