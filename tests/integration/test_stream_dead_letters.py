@@ -90,7 +90,7 @@ def test_mixed_stream_conserves_counts_and_dead_letters_each_reason(
     assert sorted(json.loads(m.value())["event_id"] for m in scores) == sorted(
         e["event_id"] for e in good
     )
-    expected = {key: reason for key, _, reason in records if reason}
+    expected = {key.decode(): reason for key, _, reason in records if key and reason}
     assert Counter(headers(m)["scorestream.error.reason"] for m in dead) == Counter(
         expected.values()
     )
