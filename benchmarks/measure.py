@@ -142,7 +142,7 @@ def read_output(
                 if msg.error():
                     continue
                 out.records += 1
-                out.keys.add(msg.key())
+                out.keys.add(msg.key() or b"")
                 ts = msg.timestamp()[1]
                 out.stamps.append(ts)
                 out.last_ms = max(out.last_ms, ts)

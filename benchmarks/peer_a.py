@@ -204,7 +204,7 @@ class PeerA:
         now = _iso_now()
         version = self.scorer.version
         threshold = self.scorer.threshold
-        out = []
+        out: list[tuple[bytes | None, bytes]] = []
         for record, score in zip(records, scores.tolist(), strict=True):
             event_id = json.dumps(str(record["event_id"]))
             value = (
