@@ -203,7 +203,7 @@ def test_score_command_with_wrong_password_exits_2_without_printing_it(
     env = {"SCORESTREAM_KAFKA_CONFIG": str(config)}
     bootstrap = f"127.0.0.1:{secured.settings.sasl_port(0)}"
     help_text = _cli(["score", "--help"], env, 120)
-    assert help_text.returncode == 0 and str(config) in help_text.stdout
+    assert help_text.returncode == 0 and "SCORESTREAM_KAFKA_CONFIG" in help_text.stdout
     _no_secret(help_text.stdout + help_text.stderr, "score --help")
 
     for extra in ([], ["-X", f"sasl.password={WRONG}"]):
