@@ -360,7 +360,11 @@ def register(command: Command) -> None:
     spark_args(p)
 
     p = command("batch-score", cmd_batch_score, "score a CSV/Parquet file to Parquet or a table")
-    p.add_argument("--input", required=True, help="CSV or Parquet file or folder to score")
+    p.add_argument(
+        "--input",
+        required=True,
+        help="CSV or Parquet file or folder to score [env: none, default: required]",
+    )
     opt.add(
         p, "--output", env="SCORESTREAM_BATCH_OUTPUT", default=None, help="Parquet output folder"
     )

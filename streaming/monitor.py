@@ -25,7 +25,7 @@ from wsgiref.simple_server import WSGIServer
 import numpy as np
 
 from models.registry import Registry
-from monitoring.counting import BinCounter, bucket_index
+from monitoring.counting import BinCounter, bucket_index, group_counts_and_sums
 from monitoring.drift import DriftWindow, ReferenceProfile, drift_report
 from monitoring.metrics import ScorerMetrics, serve
 from monitoring.settings import MonitorSettings
@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _LATENCY = "__latency_s"
-_LATENCY_BIN = "__latency_bin"
 
 
 def offsets_behind_latest(source: Mapping[str, Any]) -> float | None:
@@ -252,19 +251,16 @@ class ScorerMonitor:
         event_s = F.unix_micros(F.col(f"`{self._event_time}`")) / F.lit(1e6)
         latency = F.greatest(F.lit(now) - event_s, F.lit(0.0))
         framed = good.select(*(counter.columns() if counter else []), latency.alias(_LATENCY))
-        framed = framed.withColumn(_LATENCY_BIN, bucket_index(F.col(_LATENCY), bounds))
-        aggs = [
-            F.count(F.when(F.col(_LATENCY_BIN) == i, 1)).alias(f"{_LATENCY_BIN}{i}")
-            for i in range(len(bounds) + 1)
-        ]
-        aggs.append(F.sum(_LATENCY).alias(_LATENCY))
-        row = framed.agg(*aggs, *(counter.aggregates() if counter else [])).first()
-        assert row is not None  # a global aggregation always returns one row
+        latency_bin = F.coalesce(bucket_index(F.col(_LATENCY), bounds), F.lit(-1))
+        # One job: the latency bucket at position 0, then the counter's features.
+        bins = [latency_bin, *(counter.bins() if counter else [])]
+        counts, sums = group_counts_and_sums(framed, bins, F.col(_LATENCY))
         per_bucket = np.array(
-            [int(row[f"{_LATENCY_BIN}{i}"]) for i in range(len(bounds) + 1)], dtype=np.int64
+            [counts.get((0, i), 0) for i in range(len(bounds) + 1)], dtype=np.int64
         )
-        self.metrics.end_to_end_latency.observe_counts(per_bucket, float(row[_LATENCY] or 0))
+        latency_sum = sum(v for (pos, _b), v in sums.items() if pos == 0)
+        self.metrics.end_to_end_latency.observe_counts(per_bucket, latency_sum)
         if counter is not None and window is not None and self.profile is not None:
-            batch = counter.read(row)
+            batch = counter.read(counts, first=1)
             window.add_batch(now, batch.rows, batch.counts, batch.missing)
             self.metrics.set_drift(drift_report(self.profile, window))
