@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from producers.avro import EVENT_SCHEMA, avro_encoder
 from producers.encoding import encode_json, iso_millis
 from producers.generator import iter_events
+from scorestream.avro import EVENT_SCHEMA, avro_encoder
 from scorestream.errors import StackError
 from scorestream.kafka import KafkaSettings, describe_error
 

@@ -1,6 +1,6 @@
 """Record encoders and decoders by format name: JSON (default), Avro, Confluent-framed Avro.
 
-The Avro contracts live in schemas/ (see producers/avro.py).
+The Avro contracts live in schemas/ (see scorestream/avro.py).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def encoder(
     if fmt == "json":
         return encode_json
     if fmt in ("avro", "confluent-avro"):
-        from producers.avro import EVENT_SCHEMA, avro_encoder
+        from scorestream.avro import EVENT_SCHEMA, avro_encoder
 
         return avro_encoder(
             confluent=fmt == "confluent-avro", schema=schema or EVENT_SCHEMA, schema_id=schema_id
@@ -72,7 +72,7 @@ def decoder(fmt: str, schema_dir: Path | None = None) -> Callable[[bytes], dict[
     if fmt == "json":
         return decode_json
     if fmt in ("avro", "confluent-avro"):
-        from producers.avro import SCORE_SCHEMA, avro_decoder
+        from scorestream.avro import SCORE_SCHEMA, avro_decoder
 
         return avro_decoder(
             confluent=fmt == "confluent-avro", writer=SCORE_SCHEMA, schema_dir=schema_dir

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.spec import FeatureSpec
-from producers.avro import EVENT_SCHEMA, read_schema, schemas_in
+from scorestream.avro import EVENT_SCHEMA, read_schema, schemas_in
 from scorestream.errors import ConfigError
 from streaming.validate import Decoded, Raw, decoded_fields, source_columns
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from types import FrameType
 
 from monitoring.cli import metrics_args, monitor_settings
-from producers.avro import EVENT_SCHEMA
 from scorestream import options as opt
+from scorestream.avro import EVENT_SCHEMA
 from scorestream.cli_common import (
     Command,
     kafka_args,

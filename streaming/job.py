@@ -278,7 +278,7 @@ class Scorer:
         if fmt.kind == "json":
             return None
         if self._writers is None or (refresh and fmt.schema_dir is not None):
-            from producers.avro import read_schema
+            from scorestream.avro import read_schema
             from streaming.avro_input import schema_text
 
             reader = schema_text(read_schema(fmt.reader_schema))
@@ -335,7 +335,7 @@ class Scorer:
             compacted=[s.markers] if s.exactly_once else None,
         )
         if s.input_format.kind != "json":
-            from producers.avro import read_schema
+            from scorestream.avro import read_schema
             from streaming.avro_input import check_reader_schema
 
             fmt = s.input_format

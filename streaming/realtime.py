@@ -163,7 +163,7 @@ class RealtimeScorer:
         s = self.settings
         writers = None
         if s.input_format.kind != "json":
-            from producers.avro import read_schema
+            from scorestream.avro import read_schema
             from streaming.avro_input import load_writer_schemas, schema_text
 
             reader = schema_text(read_schema(s.input_format.reader_schema))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from models.evaluate import score_column
 from models.spec import FeatureSpec
-from producers.avro import SCORE_SCHEMA, read_schema
+from scorestream.avro import SCORE_SCHEMA, read_schema
 from scorestream.errors import ConfigError
 from streaming.avro_input import InputFormat, WriterSchemas, decode_avro
 from streaming.validate import (

@@ -10,10 +10,10 @@ from typing import Any
 from streamkit import EVENT_TIME, headers, read, running, wait_for
 
 from models.registry import Registry
-from producers.avro import EVENT_SCHEMA, avro_encoder, read_schema
 from producers.encoding import decoder
 from producers.generator import iter_events
 from producers.publisher import ProduceSettings, Publisher, publish
+from scorestream.avro import EVENT_SCHEMA, avro_encoder, read_schema
 from scorestream.kafka import KafkaSettings
 from streaming.avro_input import InputFormat
 from streaming.job import ScorerSettings

@@ -9,8 +9,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from models.registry import Registry
-from producers.avro import EVENT_SCHEMA, avro_encoder, read_schema
 from producers.generator import iter_events
+from scorestream.avro import EVENT_SCHEMA, avro_encoder, read_schema
 from streaming.avro_input import (
     InputFormat,
     limit_decoder_allocations,

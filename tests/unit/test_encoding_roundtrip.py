@@ -11,7 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producers.avro import (
+from producers.encoding import decode_json, decoder, encode_json, encoder, parse_time
+from scorestream.avro import (
     EVENT_SCHEMA,
     SCORE_SCHEMA,
     avro_decoder,
@@ -20,7 +21,6 @@ from producers.avro import (
     read_schema,
     unframe,
 )
-from producers.encoding import decode_json, decoder, encode_json, encoder, parse_time
 from scorestream.errors import ConfigError, DataError
 
 NUMERIC = (
