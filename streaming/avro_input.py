@@ -108,8 +108,10 @@ class WriterSchemas:
     problems: dict[int, str]  # ids whose schema is unusable, and why
 
 
-def load_writer_schemas(spark: SparkSession, fmt: InputFormat, reader: str) -> WriterSchemas:
-    """Read and check the writer schemas (the Confluent directory is re-read on each call)."""
+def load_writer_schemas(spark: SparkSession, fmt: InputFormat) -> WriterSchemas:
+    """Read and check the writer schemas against `fmt.reader_schema` (the Confluent directory
+    is re-read on each call)."""
+    reader = schema_text(read_schema(fmt.reader_schema))
     single = schema_text(read_schema(fmt.writer_schema)) if fmt.writer_schema else reader
     if fmt.kind == "avro" or fmt.schema_dir is None:
         problem = compatibility_problem(spark, reader, single) if single != reader else None

@@ -136,6 +136,22 @@ class Totals:
             self.dead_lettered += sum(stats.dead_lettered.values())
 
 
+def kafka_source(spark: SparkSession, kafka: KafkaSettings, s: ScorerSettings) -> DataFrame:
+    """The input topic as a streaming DataFrame, sized by the settings (both trigger modes)."""
+    reader = (
+        spark.readStream.format("kafka")
+        .options(**kafka.spark_options())
+        .option("subscribe", s.input_topic)
+        .option("startingOffsets", s.starting_offsets)
+        .option("failOnDataLoss", str(s.fail_on_data_loss).lower())
+    )
+    if s.max_offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(s.max_offsets_per_trigger))
+    if s.min_partitions:
+        reader = reader.option("minPartitions", str(s.min_partitions))
+    return reader.load()
+
+
 class BatchListener(Protocol):
     """Called once per written micro-batch (monitoring plugs in here).
 
@@ -174,21 +190,6 @@ class Scorer:
         self.restarts = 0  # query restarts after SPARK-55271 (see _watch)
         self._watchdog: threading.Thread | None = None
         self._writers: WriterSchemas | None = None
-
-    def _source(self) -> DataFrame:
-        s = self.settings
-        reader = (
-            self.spark.readStream.format("kafka")
-            .options(**self.kafka.spark_options())
-            .option("subscribe", s.input_topic)
-            .option("startingOffsets", s.starting_offsets)
-            .option("failOnDataLoss", str(s.fail_on_data_loss).lower())
-        )
-        if s.max_offsets_per_trigger:
-            reader = reader.option("maxOffsetsPerTrigger", str(s.max_offsets_per_trigger))
-        if s.min_partitions:
-            reader = reader.option("minPartitions", str(s.min_partitions))
-        return reader.load()
 
     def _process(self, batch: DataFrame, batch_id: int) -> None:
         # Never block here while a stop holds the lock: the stop waits for this thread.
@@ -278,11 +279,7 @@ class Scorer:
         if fmt.kind == "json":
             return None
         if self._writers is None or (refresh and fmt.schema_dir is not None):
-            from scorestream.avro import read_schema
-            from streaming.avro_input import schema_text
-
-            reader = schema_text(read_schema(fmt.reader_schema))
-            self._writers = load_writer_schemas(self.spark, fmt, reader)
+            self._writers = load_writer_schemas(self.spark, fmt)
             for schema_id, problem in self._writers.problems.items():
                 log.error("writer schema id %d is not used: %s", schema_id, problem)
         return self._writers
@@ -355,7 +352,7 @@ class Scorer:
     def _start_query(self) -> StreamingQuery:
         s = self.settings
         writer = (
-            self._source()
+            kafka_source(self.spark, self.kafka, s)
             .writeStream.foreachBatch(self._process)
             .option("checkpointLocation", str(s.checkpoint_dir))
             .queryName(f"scorestream:{s.input_topic}->{s.output_topic}")

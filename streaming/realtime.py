@@ -26,6 +26,7 @@ from models.registry import ModelVersion, Registry
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
 from streaming import preflight
+from streaming.job import kafka_source
 from streaming.scoring import score_records, to_kafka
 
 if TYPE_CHECKING:
@@ -145,29 +146,14 @@ class RealtimeScorer:
     def version(self) -> int:
         return self.entry.version
 
-    def _source(self) -> DataFrame:
-        s = self.settings
-        reader = (
-            self.spark.readStream.format("kafka")
-            .options(**self.kafka.spark_options())
-            .option("subscribe", s.input_topic)
-            .option("startingOffsets", s.starting_offsets)
-            .option("failOnDataLoss", str(s.fail_on_data_loss).lower())
-        )
-        if s.max_offsets_per_trigger:
-            reader = reader.option("maxOffsetsPerTrigger", str(s.max_offsets_per_trigger))
-        return reader.load()
-
     def plan(self, raw: DataFrame) -> DataFrame:
         """Kafka source rows -> Kafka sink rows (topic, key, value, headers): JVM only."""
         s = self.settings
         writers = None
         if s.input_format.kind != "json":
-            from scorestream.avro import read_schema
-            from streaming.avro_input import load_writer_schemas, schema_text
+            from streaming.avro_input import load_writer_schemas
 
-            reader = schema_text(read_schema(s.input_format.reader_schema))
-            writers = load_writer_schemas(self.spark, s.input_format, reader)
+            writers = load_writer_schemas(self.spark, s.input_format)
         scored = score_records(
             raw,
             self.model,
@@ -207,7 +193,7 @@ class RealtimeScorer:
         s = self.settings
         self.preflight()
         writer = (
-            self.plan(self._source())
+            self.plan(kafka_source(self.spark, self.kafka, self.settings))
             .writeStream.format("kafka")
             .options(**self.kafka.spark_options())
             .option("checkpointLocation", str(s.checkpoint_dir))

@@ -10,12 +10,11 @@ from hypothesis import strategies as st
 
 from models.registry import Registry
 from producers.generator import iter_events
-from scorestream.avro import EVENT_SCHEMA, avro_encoder, read_schema
+from scorestream.avro import EVENT_SCHEMA, avro_encoder
 from streaming.avro_input import (
     InputFormat,
     limit_decoder_allocations,
     load_writer_schemas,
-    schema_text,
 )
 from streaming.scoring import score_records
 from streaming.validate import REASON, REASONS, ValidationSettings
@@ -69,7 +68,6 @@ def test_random_bytes_are_scored_or_dead_lettered(
             StructField("timestamp", TimestampType()),
         ]
     )
-    reader = schema_text(read_schema(EVENT_SCHEMA))
     formats = {
         "json": (values, None),
         "avro": (values, InputFormat(kind="avro")),
@@ -78,7 +76,7 @@ def test_random_bytes_are_scored_or_dead_lettered(
     for name, (data, fmt) in formats.items():
         rows = [(None, v, "t", 0, i, None) for i, v in enumerate(data)]
         raw = spark.createDataFrame(rows, kafka_schema)
-        writers = load_writer_schemas(spark, fmt, reader) if fmt is not None else None
+        writers = load_writer_schemas(spark, fmt) if fmt is not None else None
         scored = score_records(raw, model, entry.version, entry.spec, limits, fmt, writers)
         got = scored.select(REASON, "score", "_src_offset").collect()
         assert len(got) == len(data), name
