@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from models.registry import Registry
 from producers.subscriber import consumer
 from scorestream.kafka import KafkaSettings
 from streaming.job import Scorer, ScorerSettings
@@ -57,6 +60,17 @@ def read_quiet(
     finally:
         c.close()
     return messages
+
+
+def clone_version(registry: Registry, source: int, **metadata: Any) -> int:
+    """A copy of a version under the next number, with metadata fields replaced."""
+    version = registry.versions()[-1] + 1
+    target = registry.versions_dir / f"v{version}"
+    shutil.copytree(registry.versions_dir / f"v{source}", target)
+    meta_path = target / "metadata.json"
+    meta = {**json.loads(meta_path.read_text()), "version": version, **metadata}
+    meta_path.write_text(json.dumps(meta))
+    return version
 
 
 def wait_for(scorer: Scorer, records_in: int, timeout_s: float) -> None:

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from streamkit import EVENT_TIME, headers, read_quiet
+from streamkit import EVENT_TIME, clone_version, headers, read_quiet
 
 from models.registry import Registry
 from monitoring.metrics import ScorerMetrics
@@ -37,17 +37,6 @@ from streaming.monitor import ScorerMonitor
 
 N = 3_000
 RATE = 250.0  # events per second: about 12 s of stream, many small batches
-
-
-def clone_version(registry: Registry, source: int, **metadata: Any) -> int:
-    """A copy of a version under the next number, with metadata fields replaced."""
-    version = registry.versions()[-1] + 1
-    target = registry.versions_dir / f"v{version}"
-    shutil.copytree(registry.versions_dir / f"v{source}", target)
-    meta_path = target / "metadata.json"
-    meta = {**json.loads(meta_path.read_text()), "version": version, **metadata}
-    meta_path.write_text(json.dumps(meta))
-    return version
 
 
 def _wait(what: str, check: Any, scorer: Scorer, timeout_s: float) -> None:

@@ -34,6 +34,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from scipy.spatial.distance import jensenshannon
+from streamkit import clone_version
 
 from models.registry import Registry
 from monitoring.dashboard import DASHBOARD, RULES, dashboard_exprs, rule_exprs
@@ -175,17 +176,6 @@ def prometheus_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
                 process.wait(timeout=30)
 
 
-def _clone_version(registry: Registry, source: int, **metadata: Any) -> int:
-    """A copy of a version under the next number, with metadata fields replaced."""
-    version = registry.versions()[-1] + 1
-    target = registry.versions_dir / f"v{version}"
-    shutil.copytree(registry.versions_dir / f"v{source}", target)
-    meta_path = target / "metadata.json"
-    meta = {**json.loads(meta_path.read_text()), "version": version, **metadata}
-    meta_path.write_text(json.dumps(meta))
-    return version
-
-
 @dataclass
 class Scenario:
     samples: Samples
@@ -281,14 +271,14 @@ def scenario(
         _, phase1 = _scrape(monitor.url)
 
         # Phase 2: a version that cannot load is promoted; v1 keeps serving.
-        broken = _clone_version(registry, served, spark_version="3.0.0")
+        broken = clone_version(registry, served, spark_version="3.0.0")
         registry.promote(broken, reason="test: must fail to load")
         publish(kafka, ProduceSettings(topic=source, seed=5), events=iter_events(EXTRA, seed=5))
         _wait("phase 2 scored", seen(DRIFT_AFTER + n_bad + EXTRA), timeout_s=120)
         _, after_failure = _scrape(monitor.url)
 
         # Phase 3: a good new version, then the drifted events.
-        good = _clone_version(registry, served)
+        good = clone_version(registry, served)
         registry.promote(good, reason="test: hot swap")
         publish(kafka, ProduceSettings(topic=source), events=events[DRIFT_AFTER:])
         total = 2 * DRIFT_AFTER + n_bad + EXTRA

@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pandas as pd
+from streamkit import EVENT_TIME, read, running
 
 from models.evaluate import score_column
 from models.registry import Registry
 from producers.generator import SPEC, iter_events
 from producers.publisher import ProduceSettings, publish
-from producers.subscriber import consumer
 from scorestream.kafka import KafkaSettings
-from streaming.job import Scorer, ScorerSettings
-
-EVENT_TIME = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+from streaming.job import ScorerSettings
 
 
 def _events(n: int) -> list[dict[str, Any]]:
@@ -32,19 +29,6 @@ def _events(n: int) -> list[dict[str, Any]]:
     events[3]["amount"] = 1e9
     events[4]["amount"] = None
     return events
-
-
-def _read(kafka: KafkaSettings, topic: str, count: int, timeout_s: float) -> list[Any]:
-    """Raw messages from the topic until `count` arrived or the deadline passes."""
-    messages: list[Any] = []
-    c = consumer(kafka, topic)
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(messages) < count and time.monotonic() < deadline:
-            messages += [m for m in c.consume(num_messages=1000, timeout=0.5) if not m.error()]
-    finally:
-        c.close()
-    return messages
 
 
 def _batch_scores(spark: Any, registry: Registry, events: list[dict[str, Any]]) -> pd.DataFrame:
@@ -72,24 +56,16 @@ def test_stream_scores_equal_batch_transform(
 ) -> None:
     events = _events(1_000)
     source, output = topic_factory("features", partitions=3), topic_factory("scores")
-    scorer = Scorer(
-        spark,
-        kafka,
-        ScorerSettings(
-            input_topic=source,
-            output_topic=output,
-            registry=trained_registry.root,
-            checkpoint=checkpoint,
-        ),
+    settings = ScorerSettings(
+        input_topic=source,
+        output_topic=output,
+        registry=trained_registry.root,
+        checkpoint=checkpoint,
     )
-    scorer.start()
-    try:
-        scorer.wait_ready()
+    with running(spark, kafka, settings) as scorer:
         published = publish(kafka, ProduceSettings(topic=source), events=events)
         assert published == len(events)
-        messages = _read(kafka, output, len(events), timeout_s=180)
-    finally:
-        scorer.stop()
+        messages = read(kafka, output, len(events), timeout_s=180)
 
     records = [json.loads(m.value()) for m in messages]
     # Count in == count out: every event scored exactly once, nothing dead-lettered.
