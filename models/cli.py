@@ -9,30 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scorestream import options as opt
-from scorestream.cli_common import Command, registry_arg, spark_args
+from scorestream.cli_common import Command, registry_arg, spark_args, spark_session
 from scorestream.errors import ConfigError, ScorestreamError
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
-
     from models.spec import FeatureSpec
-
-
-def spark_session(
-    args: argparse.Namespace, app: str, conf: tuple[tuple[str, str], ...] = ()
-) -> SparkSession:
-    """The SparkSession of the shared --master/--driver-* flags, plus extra jars via `conf`."""
-    from scorestream.spark import SparkSettings, session
-
-    return session(
-        SparkSettings(
-            master=args.master,
-            app_name=app,
-            driver_memory=args.driver_memory,
-            driver_host=args.driver_host,
-            conf=conf,
-        )
-    )
 
 
 def _spec(args: argparse.Namespace) -> FeatureSpec:

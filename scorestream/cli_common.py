@@ -71,7 +71,10 @@ def spark_args(p: argparse.ArgumentParser) -> None:
     )
 
 
-def spark_session(args: argparse.Namespace, app: str) -> SparkSession:
+def spark_session(
+    args: argparse.Namespace, app: str, conf: tuple[tuple[str, str], ...] = ()
+) -> SparkSession:
+    """The SparkSession of the shared --master/--driver-* flags, plus extra settings via `conf`."""
     from scorestream.spark import SparkSettings, session
 
     return session(
@@ -80,6 +83,7 @@ def spark_session(args: argparse.Namespace, app: str) -> SparkSession:
             app_name=app,
             driver_memory=args.driver_memory,
             driver_host=args.driver_host,
+            conf=conf,
         )
     )
 
