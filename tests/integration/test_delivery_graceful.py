@@ -21,6 +21,7 @@ from scorestream.kafka import KafkaSettings
 
 EVENTS = 20_000
 BATCH = 2_500
+STOPS = ((signal.SIGTERM, 5_000), (signal.SIGINT, 12_000))
 
 
 @pytest.mark.timeout(1200)
@@ -42,7 +43,7 @@ def test_sigterm_then_sigint_exit_0_and_resume_without_loss(
     watcher = consumer(kafka, output)
     seen = 0
     try:
-        for signum, stop_at in ((signal.SIGTERM, 5_000), (signal.SIGINT, 12_000)):
+        for signum, stop_at in STOPS:
             proc = scorer_process(args, log)
             try:
                 deadline = time.monotonic() + 360
@@ -69,5 +70,6 @@ def test_sigterm_then_sigint_exit_0_and_resume_without_loss(
     duplicates = sum(n - 1 for n in ids.values())
     print(f"\ngraceful stops: {len(read)} records, {len(ids)} distinct, {duplicates} dupes")
     assert set(ids) == wanted
-    # A graceful stop finishes the running batch; at most one batch is written again.
-    assert duplicates <= BATCH
+    # Each graceful stop may land after a batch's writes and before Spark's commit of it, so at
+    # most one batch per stop is written again (docs/streaming.md); nothing is ever lost.
+    assert duplicates <= BATCH * len(STOPS)
