@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
+import os
 import signal
 import threading
 import time
@@ -93,10 +95,13 @@ class _BatchTimes:
     def __init__(self) -> None:
         self.durations: list[float] = []
         self.rows: list[int] = []
+        self.phases: dict[str, float] = {}
 
     def on_batch(self, scored: Any, stats: Any) -> None:
         self.durations.append(stats.duration_s)
         self.rows.append(stats.records_in)
+        for name, seconds in stats.phases.items():
+            self.phases[name] = self.phases.get(name, 0.0) + seconds
 
 
 def cmd_scorer(args: argparse.Namespace) -> int:
@@ -165,6 +170,7 @@ def cmd_scorer(args: argparse.Namespace) -> int:
             "mean": sum(times.durations) / len(times.durations),
             "max": max(times.durations),
             "rows_mean": sum(times.rows) / len(times.rows),
+            "phases_mean": {k: v / len(times.durations) for k, v in times.phases.items()},
         }
     if monitor is not None:
         done["monitor_s"] = monitor.spent_s
@@ -198,6 +204,11 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The scorer's per-batch lines (with their phase timings) go to the run's log at INFO.
+    logging.basicConfig(
+        level=os.environ.get("SCORESTREAM_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     p = argparse.ArgumentParser(prog="python -m benchmarks.worker")
     sub = p.add_subparsers(dest="command", required=True)
     prep = sub.add_parser("prepare", help="train a model into a registry, export its card")

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from models.spec import FeatureSpec
 from scorestream.avro import EVENT_SCHEMA, read_schema, schemas_in
 from scorestream.errors import ConfigError
-from streaming.validate import Decoded, Raw, decoded_fields, source_columns
+from streaming.validate import SOURCE_COLUMNS, Decoded, Raw, decoded_fields, source_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -107,6 +107,11 @@ class WriterSchemas:
     by_id: dict[int | None, str]
     problems: dict[int, str]  # ids whose schema is unusable, and why
 
+    def key(self) -> tuple[object, ...]:
+        """Equal for equal schemas: a scoring plan is rebuilt only when this changes."""
+        ids = tuple(sorted((-1 if i is None else i, text) for i, text in self.by_id.items()))
+        return ids, tuple(sorted(self.problems.items()))
+
 
 def load_writer_schemas(spark: SparkSession, fmt: InputFormat) -> WriterSchemas:
     """Read and check the writer schemas against `fmt.reader_schema` (the Confluent directory
@@ -152,9 +157,12 @@ def check_reader_schema(reader: dict[str, Any], spec: FeatureSpec, path: Path) -
 
 
 def decode_avro(
-    raw: DataFrame, spec: FeatureSpec, fmt: InputFormat, writers: WriterSchemas
+    template: DataFrame, spec: FeatureSpec, fmt: InputFormat, writers: WriterSchemas
 ) -> Decoded:
-    """Kafka rows with Avro values -> typed feature columns plus their checks."""
+    """Kafka rows with Avro values -> typed feature columns plus their checks.
+
+    `template` is any DataFrame of Kafka rows; only the decoded struct's type is read from it.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql.avro.functions import from_avro
 
@@ -169,7 +177,6 @@ def decode_avro(
             options["avroSchema"] = reader
         return from_avro(body, writer, options)
 
-    frame = raw.select(*source_columns())
     if fmt.kind == "avro":
         avro = decode(value, writers.by_id[None])
         problem = F.lit("value is not an Avro record of the writer schema: ")
@@ -187,9 +194,12 @@ def decode_avro(
             for known, writer in sorted(writers.by_id.items(), key=lambda kv: kv[0] or 0):
                 avro = avro.when(framed & (schema_id == F.lit(known)), decode(body, writer))
         problem = _confluent_problem(framed, schema_id, writers, fmt.schema_dir)
-    frame = frame.withColumn("_avro", avro)
+    steps = (
+        tuple(source_columns()),
+        (*[F.col(c) for c in SOURCE_COLUMNS.values()], avro.alias("_avro")),
+    )
     fields = {f["name"]: f for f in reader_schema["fields"]}
-    struct = frame.schema["_avro"].dataType
+    struct = template.select(*steps[0]).select(*steps[1]).schema["_avro"].dataType
     needed = [spec.event_id, spec.event_time, *spec.feature_names]
     raw_values: Raw = {n: (F.col(f"_avro.{n}"), struct[n].dataType) for n in needed}  # type: ignore[index]
     # PERMISSIVE from_avro yields a row of nulls for bytes it cannot read: a field the schema
@@ -199,7 +209,7 @@ def decode_avro(
     for name in required:
         failed = failed | F.col(f"_avro.{name}").isNull()
     message = F.concat(problem, F.substring(F.hex(value), 1, 64))
-    return decoded_fields(frame, spec, raw_values, failed, message)
+    return decoded_fields(steps, spec, raw_values, failed, message)
 
 
 def _confluent_problem(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
@@ -22,7 +24,7 @@ from streaming.avro_input import (
 )
 from streaming.exactly_once import Record, TransactionalSink, query_id
 from streaming.model_holder import ModelHolder
-from streaming.scoring import OutputFormat, Topics, score_records, to_kafka
+from streaming.scoring import OutputFormat, ScoringPlan, Topics
 from streaming.validate import REASON, ValidationSettings
 
 if TYPE_CHECKING:
@@ -116,6 +118,8 @@ class BatchStats:
     model_version: int
     # exactly-once: the batch was committed by an earlier run and not published again.
     replay_skipped: bool = False
+    # Seconds per step of the batch (plan, write, count, listeners), for logs and benchmarks.
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -157,7 +161,10 @@ class BatchListener(Protocol):
 
     `scored` is the batch after decoding, validation and scoring, cached while listeners run:
     typed feature columns, `_reason` (null for scored rows), `score`, `prediction`,
-    `model_version`. A listener must not fail the batch: exceptions are logged and counted.
+    `model_version`, `_scored_at`. Listeners run on the scorer's accounting thread once the
+    batch is on Kafka, overlapping the next batch (at most one batch is in flight:
+    `Scorer.settle()` waits for it). A listener must not fail the batch: exceptions are logged
+    and counted.
     """
 
     def on_batch(self, scored: DataFrame, stats: BatchStats) -> None: ...
@@ -190,6 +197,11 @@ class Scorer:
         self.restarts = 0  # query restarts after SPARK-55271 (see _watch)
         self._watchdog: threading.Thread | None = None
         self._writers: WriterSchemas | None = None
+        self._scoring: tuple[object, ScoringPlan] | None = None
+        # The last written batch while it is counted and its listeners run, and its rows.
+        self._accountant = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer-account")
+        self._inflight: tuple[DataFrame, Future[None]] | None = None
+        self._inflight_lock = threading.Lock()
 
     def _process(self, batch: DataFrame, batch_id: int) -> None:
         # Never block here while a stop holds the lock: the stop waits for this thread.
@@ -209,69 +221,128 @@ class Scorer:
 
     def _process_batch(self, batch: DataFrame, batch_id: int) -> None:
         from pyspark import StorageLevel
-        from pyspark.sql import functions as F
 
         started = time.monotonic()
         if batch.rdd.getNumPartitions() == 0:
-            # No offsets in this batch: nothing to write, and an observation would never fire.
-            return
+            return  # no offsets in this batch: nothing to write
         self.holder.refresh()
-        entry, model = self.holder.entry, self.holder.model
-        spec = self.holder.spec
+        version = self.holder.entry.version
         s = self.settings
-        writers = self._writer_schemas(refresh=True)
-        scored = score_records(
-            batch, model, entry.version, spec, s.validation, s.input_format, writers
-        )
-        # Cached so the write, the counts and the listeners read one scoring of the batch,
-        # not Kafka and the model again.
-        scored = scored.persist(StorageLevel.MEMORY_AND_DISK)
+        plan = self._plan(batch)
+        # Cached: the write, the count by reason and the listeners read one scoring of the
+        # batch, not Kafka and the model again.
+        scored = plan.scored(batch).persist(StorageLevel.MEMORY_AND_DISK)
+        accounted = False
         try:
-            out = to_kafka(scored, spec, s.topics, s.output_format).select(
-                "topic", "key", "value", "headers"
-            )
-            skipped = False
+            out = plan.kafka(scored, s.topics, s.output_format)
+            phases = {"plan": time.monotonic() - started}
             if s.exactly_once:
-                skipped = self._publish_transaction(out, batch_id)
+                skipped, by_reason = self._publish_transaction(out, batch_id)
             else:
-                out.write.format("kafka").options(**self.kafka.spark_options()).save()
+                out.select("topic", "key", "value", "headers").write.format("kafka").options(
+                    **self.kafka.spark_options()
+                ).save()
+                skipped, by_reason = False, None
+            phases["write"] = time.monotonic() - started - sum(phases.values())
+            duration = time.monotonic() - started
+            # The previous batch's accounting is done before this one's starts: at most one
+            # batch is in flight, and its rows are released.
+            self.settle()
+            if skipped:
+                # Counted and seen by listeners in the run that committed it.
+                self.last_batch = BatchStats(batch_id, 0, 0, {}, duration, version, True, phases)
+                return
+            work = self._accountant.submit(
+                self._account, scored, batch_id, version, by_reason, duration, phases
+            )
+            with self._inflight_lock:
+                self._inflight = (scored, work)
+            accounted = True
+        finally:
+            if not accounted:
+                scored.unpersist()
+
+    def _account(
+        self,
+        scored: DataFrame,
+        batch_id: int,
+        version: int,
+        by_reason: dict[str | None, int] | None,
+        duration_s: float,
+        phases: dict[str, float],
+    ) -> None:
+        """Count a written batch by reason and run the listeners (on the accounting thread).
+
+        This overlaps the next batch's trigger, planning and write instead of delaying them.
+        """
+        from pyspark.sql import functions as F
+
+        started = time.monotonic()
+        if by_reason is None:
             by_reason = {
                 r[REASON]: int(r["n"])
                 for r in scored.groupBy(REASON).agg(F.count(F.lit(1)).alias("n")).collect()
             }
-            dead = {reason: n for reason, n in by_reason.items() if reason is not None}
-            stats = BatchStats(
-                batch_id=batch_id,
-                records_in=sum(by_reason.values()),
-                scored=by_reason.get(None, 0),
-                dead_lettered=dead,
-                duration_s=time.monotonic() - started,
-                model_version=entry.version,
-                replay_skipped=skipped,
-            )
-            if skipped:
-                # Counted and seen by listeners in the run that committed it.
-                self.last_batch = stats
-                return
-            for listener in self.listeners:
-                try:
-                    listener.on_batch(scored, stats)
-                except Exception:
-                    self.listener_failures += 1
-                    log.exception("batch listener %r failed on batch %d", listener, batch_id)
-        finally:
-            scored.unpersist()
+        phases["count"] = time.monotonic() - started
+        dead = {reason: n for reason, n in by_reason.items() if reason is not None}
+        stats = BatchStats(
+            batch_id=batch_id,
+            records_in=sum(by_reason.values()),
+            scored=by_reason.get(None, 0),
+            dead_lettered=dead,
+            duration_s=duration_s,
+            model_version=version,
+            phases=phases,
+        )
+        for listener in self.listeners:
+            try:
+                listener.on_batch(scored, stats)
+            except Exception:
+                self.listener_failures += 1
+                log.exception("batch listener %r failed on batch %d", listener, batch_id)
+        phases["listeners"] = time.monotonic() - started - phases["count"]
         self.totals.add(stats)
         self.last_batch = stats
         log.info(
-            "batch %d: %d in, %d scored, %s dead-lettered, %.3f s, model v%d",
+            "batch %d: %d in, %d scored, %s dead-lettered, %.3f s (%s), model v%d",
             batch_id,
             stats.records_in,
             stats.scored,
             stats.dead_lettered or 0,
-            stats.duration_s,
+            duration_s,
+            ", ".join(f"{k} {v:.3f}" for k, v in phases.items()),
             stats.model_version,
         )
+
+    def settle(self, timeout_s: float = 300.0) -> None:
+        """Wait until the last written batch is counted and its listeners ran (totals,
+        `last_batch` and metrics then include it), and release its cached rows."""
+        with self._inflight_lock:
+            if self._inflight is None:
+                return
+            scored, work = self._inflight
+            self._inflight = None
+            try:
+                work.result(timeout=timeout_s)
+            except Exception:
+                log.exception("accounting of a written batch failed: its counts are missing")
+                raise
+            finally:
+                scored.unpersist()
+
+    def _plan(self, batch: DataFrame) -> ScoringPlan:
+        """The scoring plan of the serving model version (and Avro writer schemas), kept
+        across batches and rebuilt only when either changes."""
+        entry, model = self.holder.entry, self.holder.model
+        s = self.settings
+        writers = self._writer_schemas(refresh=True)
+        key = (entry.version, None if writers is None else writers.key())
+        if self._scoring is None or self._scoring[0] != key:
+            plan = ScoringPlan(
+                batch, model, entry.version, entry.spec, s.validation, s.input_format, writers
+            )
+            self._scoring = (key, plan)
+        return self._scoring[1]
 
     def _writer_schemas(self, refresh: bool = False) -> WriterSchemas | None:
         """The Avro writer schemas (the Confluent schema directory is re-read per batch)."""
@@ -284,8 +355,11 @@ class Scorer:
                 log.error("writer schema id %d is not used: %s", schema_id, problem)
         return self._writers
 
-    def _publish_transaction(self, out: DataFrame, batch_id: int) -> bool:
-        """Publish the batch in one Kafka transaction; True when it was a skipped replay."""
+    def _publish_transaction(
+        self, out: DataFrame, batch_id: int
+    ) -> tuple[bool, dict[str | None, int]]:
+        """Publish the batch in one Kafka transaction: (whether it was a skipped replay, the
+        records by reason, counted as they are published; none for a skipped replay)."""
         s = self.settings
         if self._sink is None:
             self._sink = TransactionalSink(
@@ -295,20 +369,25 @@ class Scorer:
                 s.transaction_timeout_ms,
             )
         self._sink.start()
+        by_reason: Counter[str | None] = Counter()
         if batch_id <= self._sink.last_committed:
             result = self._sink.publish(batch_id, ())
         else:
-            rows = out.toLocalIterator(prefetchPartitions=True)
-            records: Iterator[Record] = (
-                (
-                    r["topic"],
-                    None if r["key"] is None else bytes(r["key"]),
-                    None if r["value"] is None else bytes(r["value"]),
-                    [(h["key"], bytes(h["value"] or b"")) for h in r["headers"] or ()],
-                )
-                for r in rows
+            rows = out.select("topic", "key", "value", "headers", REASON).toLocalIterator(
+                prefetchPartitions=True
             )
-            result = self._sink.publish(batch_id, records)
+
+            def records() -> Iterator[Record]:
+                for r in rows:
+                    by_reason[r[REASON]] += 1
+                    yield (
+                        r["topic"],
+                        None if r["key"] is None else bytes(r["key"]),
+                        None if r["value"] is None else bytes(r["value"]),
+                        [(h["key"], bytes(h["value"] or b"")) for h in r["headers"] or ()],
+                    )
+
+            result = self._sink.publish(batch_id, records())
         log.info(
             "batch %d: %s %d records in one transaction in %.3f s",
             batch_id,
@@ -316,7 +395,7 @@ class Scorer:
             result.records,
             result.seconds,
         )
-        return result.skipped
+        return result.skipped, dict(by_reason)
 
     def preflight(self) -> None:
         """Start-up checks: broker reachable, topics there, checkpoint ours, schemas usable."""
@@ -421,15 +500,23 @@ class Scorer:
         """Let the running batch finish, then stop the query (what SIGTERM and Ctrl-C do)."""
         self._stopping.set()
         if self.query is None or not self.query.isActive:
+            self._settle_quietly(timeout_s)
             self._close_sink()
             return
         got = self._batch_lock.acquire(timeout=timeout_s)
         try:
             self.query.stop()
+            self._settle_quietly(timeout_s)
         finally:
             if got:
                 self._batch_lock.release()
             self._close_sink()
+
+    def _settle_quietly(self, timeout_s: float) -> None:
+        try:
+            self.settle(timeout_s)
+        except Exception:  # logged by settle(); stopping goes on
+            log.debug("accounting failed while stopping", exc_info=True)
 
     def _close_sink(self) -> None:
         if self._sink is not None:

@@ -222,34 +222,36 @@ class ScorerMonitor:
     # -- per batch ---------------------------------------------------------------------------
     def on_batch(self, scored: DataFrame, stats: BatchStats) -> None:
         started = time.monotonic()
-        now = self.clock()
         with self._lock:
             try:
-                self._count(scored, stats, now)
+                self._count(scored, stats)
             finally:  # the counters move even when the drift or latency part failed
                 self.metrics.record_batch(
                     stats.records_in,
                     stats.scored,
                     stats.dead_lettered,
-                    stats.duration_s + (time.monotonic() - started),
+                    stats.duration_s,
                     batch_id=stats.batch_id,
                     completed_at=self.clock(),
                 )
                 self.spent_s += time.monotonic() - started
 
-    def _count(self, scored: DataFrame, stats: BatchStats, now: float) -> None:
+    def _count(self, scored: DataFrame, stats: BatchStats) -> None:
         """One Spark aggregation: latency buckets and, with a reference, the drift bin counts."""
         from pyspark.sql import functions as F
+
+        from streaming.scoring import SCORED_AT
 
         if stats.model_version != self.reference_version:
             self._load_reference(stats.model_version)
         counter, window = self._counter, self.window
         bounds = self.metrics.end_to_end_latency.bounds[:-1]  # the last is +Inf
         good = scored.where(F.col(REASON).isNull())
-        # Scores are on Kafka when listeners run: now - event time is the end-to-end latency
-        # (clamped at 0 for events stamped in the future by a skewed clock).
-        event_s = F.unix_micros(F.col(f"`{self._event_time}`")) / F.lit(1e6)
-        latency = F.greatest(F.lit(now) - event_s, F.lit(0.0))
+        # End-to-end latency: event time to the moment the row was scored (its record's
+        # scored_at), clamped at 0 for events stamped in the future by a skewed clock. Read from
+        # the cached rows, so the generated code is the same for every batch.
+        micros = F.unix_micros(F.col(SCORED_AT)) - F.unix_micros(F.col(f"`{self._event_time}`"))
+        latency = F.greatest(micros / F.lit(1e6), F.lit(0.0))
         framed = good.select(*(counter.columns() if counter else []), latency.alias(_LATENCY))
         latency_bin = F.coalesce(bucket_index(F.col(_LATENCY), bounds), F.lit(-1))
         # One job: the latency bucket at position 0, then the counter's features.
@@ -262,5 +264,5 @@ class ScorerMonitor:
         self.metrics.end_to_end_latency.observe_counts(per_bucket, latency_sum)
         if counter is not None and window is not None and self.profile is not None:
             batch = counter.read(counts, first=1)
-            window.add_batch(now, batch.rows, batch.counts, batch.missing)
+            window.add_batch(self.clock(), batch.rows, batch.counts, batch.missing)
             self.metrics.set_drift(drift_report(self.profile, window))

@@ -27,7 +27,7 @@ from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
 from streaming import preflight
 from streaming.job import kafka_source
-from streaming.scoring import score_records, to_kafka
+from streaming.scoring import ScoringPlan
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -154,16 +154,9 @@ class RealtimeScorer:
             from streaming.avro_input import load_writer_schemas
 
             writers = load_writer_schemas(self.spark, s.input_format)
-        scored = score_records(
-            raw,
-            self.model,
-            self.entry.version,
-            self.entry.spec,
-            s.validation,
-            s.input_format,
-            writers,
-        )
-        out = to_kafka(scored, self.entry.spec, s.topics, s.output_format)
+        e, fmt = self.entry, s.input_format
+        plan = ScoringPlan(raw, self.model, e.version, e.spec, s.validation, fmt, writers)
+        out = plan.kafka(plan.scored(raw), s.topics, s.output_format)
         return out.select("topic", "key", "value", "headers")
 
     def preflight(self) -> None:

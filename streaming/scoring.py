@@ -34,6 +34,9 @@ H_REASON = "scorestream.error.reason"
 H_MESSAGE = "scorestream.error.message"
 H_MODEL = "scorestream.model.version"
 
+# The moment a batch is scored (one value per micro-batch): the score record's `scored_at`.
+SCORED_AT = "_scored_at"
+
 
 OUTPUT_FORMATS = ("json", "avro", "confluent-avro")
 
@@ -71,14 +74,29 @@ def _header(name: str, value: Column) -> Column:
     return F.struct(F.lit(name).alias("key"), value.cast("string").cast("binary").alias("value"))
 
 
-def score_events(
-    validated: DataFrame, model: PipelineModel, version: int, spec: FeatureSpec
-) -> DataFrame:
-    """Apply the model to validated rows; adds `score`, `prediction`, `model_version`."""
+def _score_columns(version: int) -> tuple[Column, ...]:
     from pyspark.sql import functions as F
 
-    scored = model.transform(validated)
-    return scored.withColumn("score", score_column()).withColumn("model_version", F.lit(version))
+    return (
+        F.col("*"),
+        score_column().alias("score"),
+        F.lit(version).alias("model_version"),
+        scoring_clock().alias(SCORED_AT),
+    )
+
+
+def scoring_clock() -> Column:
+    """The wall clock when a row is scored (milliseconds), evaluated per row.
+
+    Not `current_timestamp()`: Spark folds that into a constant per query, so every micro-batch
+    generates different code and pays a Janino compile of its whole stage (about 100 ms a
+    batch, measured on 2 cores); in real-time mode it would stay at the epoch's start for
+    minutes. A reflected `System.currentTimeMillis` keeps the generated code the same.
+    """
+    from pyspark.sql import functions as F
+
+    millis = F.expr("reflect('java.lang.System', 'currentTimeMillis')").cast("long")
+    return F.timestamp_millis(millis)
 
 
 def _score_value(spec: FeatureSpec, output: OutputFormat) -> Column:
@@ -94,7 +112,7 @@ def _score_value(spec: FeatureSpec, output: OutputFormat) -> Column:
         F.col("prediction").cast("double").alias("prediction"),
         F.col("model_version").cast("int").alias("model_version"),
         F.col(spec.event_time).alias("event_time"),
-        F.current_timestamp().alias("scored_at"),
+        F.col(SCORED_AT).alias("scored_at"),
     )
     if output.kind == "json":
         json_text = F.to_json(record, {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"})
@@ -106,10 +124,11 @@ def _score_value(spec: FeatureSpec, output: OutputFormat) -> Column:
     return F.concat(F.lit(header), body)
 
 
-def to_kafka(
-    scored: DataFrame, spec: FeatureSpec, topics: Topics, output: OutputFormat | None = None
-) -> DataFrame:
-    """Kafka sink rows: a score for good records, the original bytes for dead-lettered ones."""
+def kafka_columns(
+    spec: FeatureSpec, topics: Topics, output: OutputFormat | None = None
+) -> tuple[Column, ...]:
+    """The Kafka sink row of a scored row: a score for good records, the original bytes for
+    dead-lettered ones (plus `_reason` and `_event_time` for metrics)."""
     from pyspark.sql import functions as F
 
     good = F.col(REASON).isNull()
@@ -126,7 +145,7 @@ def to_kafka(
         _header(H_PARTITION, F.col("_src_partition")),
         _header(H_OFFSET, F.col("_src_offset")),
     )
-    return scored.select(
+    return (
         F.when(good, F.lit(topics.output)).otherwise(F.lit(topics.dead_letter)).alias("topic"),
         F.when(good, F.col(spec.event_id).cast("binary")).otherwise(F.col("_src_key")).alias("key"),
         F.when(good, score_value).otherwise(F.col("_src_value")).alias("value"),
@@ -136,43 +155,74 @@ def to_kafka(
     )
 
 
-def decode(
-    raw: DataFrame,
+def to_kafka(
+    scored: DataFrame, spec: FeatureSpec, topics: Topics, output: OutputFormat | None = None
+) -> DataFrame:
+    """Kafka sink rows of scored rows (see kafka_columns)."""
+    return scored.select(*kafka_columns(spec, topics, output))
+
+
+def decoder(
+    template: DataFrame,
     spec: FeatureSpec,
     fmt: InputFormat | None = None,
     writers: WriterSchemas | None = None,
 ) -> Decoded:
-    """Decode Kafka source rows in the input format (JSON unless told otherwise)."""
+    """How Kafka rows in the input format (JSON unless told otherwise) are decoded; `template`
+    is any DataFrame of Kafka rows (Avro reads its decoded type from it)."""
     if fmt is None or fmt.kind == "json":
-        return decode_json(raw, spec)
+        return decode_json(spec)
     if writers is None:
         msg = "Avro input needs its writer schemas (see streaming.avro_input.load_writer_schemas)"
         raise ConfigError(msg)
-    return decode_avro(raw, spec, fmt, writers)
+    return decode_avro(template, spec, fmt, writers)
 
 
-def score_records(
-    raw: DataFrame,
-    model: PipelineModel,
-    version: int,
-    spec: FeatureSpec,
-    validation: ValidationSettings,
-    fmt: InputFormat | None = None,
-    writers: WriterSchemas | None = None,
-) -> DataFrame:
-    """Kafka source rows -> typed features, `_reason`/`_message`, `score`, `prediction`."""
-    validated = validate(decode(raw, spec, fmt, writers), spec, validation)
-    return score_events(validated, model, version, spec)
+class ScoringPlan:
+    """Kafka rows -> scored rows -> Kafka sink rows, with every expression built once.
 
+    Building the decode and validation expressions takes hundreds of calls into the JVM, and
+    PySpark's `PipelineModel.transform` copies every stage's params to the JVM on each call; a
+    micro-batch scorer would pay both per batch. A plan serves one model version (and one set
+    of Avro writer schemas): `scored()` is then a few selects and one JVM call.
+    """
 
-def score_kafka_rows(
-    raw: DataFrame,
-    model: PipelineModel,
-    version: int,
-    spec: FeatureSpec,
-    topics: Topics,
-    validation: ValidationSettings,
-    output: OutputFormat | None = None,
-) -> DataFrame:
-    """Kafka source rows (JSON) -> Kafka sink rows (plus `_reason`, `_event_time` for metrics)."""
-    return to_kafka(score_records(raw, model, version, spec, validation), spec, topics, output)
+    def __init__(
+        self,
+        template: DataFrame,
+        model: PipelineModel,
+        version: int,
+        spec: FeatureSpec,
+        validation: ValidationSettings,
+        fmt: InputFormat | None = None,
+        writers: WriterSchemas | None = None,
+    ) -> None:
+        self.version = version
+        self.spec = spec
+        self.decoded = validate(decoder(template, spec, fmt, writers), spec, validation)
+        self._java_model = model._to_java()  # params copied once, not per batch
+        self._score = _score_columns(version)
+        self._sink: dict[tuple[Topics, OutputFormat], tuple[Column, ...]] = {}
+
+    def validated(self, raw: DataFrame) -> DataFrame:
+        """Typed feature columns, `_reason` and `_message` (null for good records)."""
+        return self.decoded.apply(raw)
+
+    def scored(self, raw: DataFrame) -> DataFrame:
+        """Kafka source rows -> typed features, `_reason`/`_message`, `score`, `prediction`,
+        `model_version`, `_scored_at`."""
+        from pyspark.sql import DataFrame as SparkFrame
+
+        validated = self.validated(raw)
+        transformed = SparkFrame(
+            self._java_model.transform(validated._jdf),
+            validated.sparkSession,
+        )
+        return transformed.select(*self._score)
+
+    def kafka(self, scored: DataFrame, topics: Topics, output: OutputFormat) -> DataFrame:
+        """Kafka sink rows of scored rows (see kafka_columns)."""
+        key = (topics, output)
+        if key not in self._sink:
+            self._sink[key] = kafka_columns(self.spec, topics, output)
+        return scored.select(*self._sink[key])

@@ -45,11 +45,23 @@ Check = tuple["Column", str, "Column"]
 
 @dataclass(frozen=True)
 class Decoded:
-    """Decoded rows, the decoder's own checks (condition, reason, message) and helper columns."""
+    """How Kafka rows are decoded: the selects to apply in order, the decoder's own checks
+    (condition, reason, message) and helper columns the checks read.
 
-    frame: DataFrame
+    Only column expressions, never a DataFrame: they are built once and applied to every
+    micro-batch (building them costs hundreds of round trips to the JVM).
+    """
+
+    steps: tuple[tuple[Column, ...], ...]
     checks: tuple[Check, ...]
     helpers: tuple[str, ...]
+    columns: tuple[str, ...]  # what the last step yields besides the helpers
+
+    def apply(self, raw: DataFrame) -> DataFrame:
+        frame = raw
+        for step in self.steps:
+            frame = frame.select(*step)
+        return frame
 
 
 @dataclass(frozen=True)
@@ -77,11 +89,16 @@ Raw = dict[str, tuple["Column", "DataType"]]
 
 
 def decoded_fields(
-    frame: DataFrame, spec: FeatureSpec, raw: Raw, failed: Column, failed_message: Column
+    steps: tuple[tuple[Column, ...], ...],
+    spec: FeatureSpec,
+    raw: Raw,
+    failed: Column,
+    failed_message: Column,
 ) -> Decoded:
     """The shared second half of every decoder: raw field values -> typed columns and checks.
 
-    `frame` holds the source columns; `raw` maps each declared field to the decoder's value for
+    `steps` are the decoder's selects from the Kafka rows, yielding the source columns and what
+    the raw values are read from; `raw` maps each declared field to the decoder's value for
     it and that value's Spark type (JSON: all text; Avro: the reader schema's types). `failed`
     is true where the record could not be decoded at all, `failed_message` says why. Numbers
     given as text are parsed (and a WRONG_TYPE when they do not parse), timestamps may be
@@ -102,8 +119,8 @@ def decoded_fields(
     event_time, wrong = _timestamp(spec.event_time, *raw[spec.event_time])
     if wrong is not None:
         wrong_type.append(wrong)
-    decoded = frame.select(
-        *SOURCE_COLUMNS.values(),
+    second = (
+        *[F.col(c) for c in SOURCE_COLUMNS.values()],
         raw[spec.event_id][0].cast("string").alias(spec.event_id),
         event_time.alias(spec.event_time),
         *typed,
@@ -130,7 +147,14 @@ def decoded_fields(
         *(f"_wrong_{i}" for i in range(len(wrong_type))),
         *(f"_wrong_msg_{i}" for i in range(len(wrong_type))),
     )
-    return Decoded(decoded, tuple(checks), helpers)
+    columns = (
+        *SOURCE_COLUMNS.values(),
+        spec.event_id,
+        spec.event_time,
+        *spec.numeric_names,
+        *spec.categorical,
+    )
+    return Decoded((*steps, second), tuple(checks), helpers, columns)
 
 
 def _number(
@@ -176,7 +200,7 @@ def _timestamp(
     return stamp, (value.isNotNull() & stamp.isNull(), message)
 
 
-def decode_json(raw: DataFrame, spec: FeatureSpec) -> Decoded:
+def decode_json(spec: FeatureSpec) -> Decoded:
     """Kafka rows with JSON values -> typed feature columns plus their checks.
 
     Every declared field is first read as text, so a wrong type is told apart from a missing
@@ -194,13 +218,13 @@ def decode_json(raw: DataFrame, spec: FeatureSpec) -> Decoded:
         schema,
         {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT},
     )
-    frame = raw.select(*source_columns(), parsed.alias("_json"))
+    first = (*source_columns(), parsed.alias("_json"))
     raw_text: Raw = {n: (F.col(f"_json.{n}"), StringType()) for n in fields}
     failed = F.col("_json").isNull() | F.col(f"_json.{CORRUPT}").isNotNull()
     # Kafka headers are text: bytes that are not UTF-8 are shown with replacement characters.
     shown = F.make_valid_utf8(F.col("_src_value").cast("string"))
     message = F.concat(F.lit("value is not a JSON object: "), _shown(shown))
-    return decoded_fields(frame, spec, raw_text, failed, message)
+    return decoded_fields((first,), spec, raw_text, failed, message)
 
 
 def _parse_time(text: Column) -> Column:
@@ -260,8 +284,9 @@ def _value_checks(spec: FeatureSpec) -> list[Check]:
     return checks
 
 
-def validate(decoded: Decoded, spec: FeatureSpec, settings: ValidationSettings) -> DataFrame:
-    """Add `_reason` and `_message` for the first failed check (null when the record is good)."""
+def validate(decoded: Decoded, spec: FeatureSpec, settings: ValidationSettings) -> Decoded:
+    """The decoding plus a last select that adds `_reason` and `_message` for the first failed
+    check (null when the record is good) and drops the helper columns."""
     from pyspark.sql import functions as F
 
     size = F.octet_length(F.col("_src_value"))
@@ -282,6 +307,9 @@ def validate(decoded: Decoded, spec: FeatureSpec, settings: ValidationSettings) 
     for cond, code, text in reversed(checks):
         reason = F.when(F.coalesce(cond, F.lit(False)), F.lit(code)).otherwise(reason)
         message = F.when(F.coalesce(cond, F.lit(False)), text).otherwise(message)
-    return (
-        decoded.frame.withColumn(REASON, reason).withColumn(MESSAGE, message).drop(*decoded.helpers)
+    last = (
+        *[F.col(f"`{c}`") for c in decoded.columns],
+        reason.alias(REASON),
+        message.alias(MESSAGE),
     )
+    return Decoded((*decoded.steps, last), (), (), (*decoded.columns, REASON, MESSAGE))

@@ -268,6 +268,7 @@ def scenario(
                 pub.send(source, json.dumps(body).encode(), key=f"wrong-{i}".encode())
         n_bad = sum(BAD.values())
         _wait("phase 1 scored", seen(DRIFT_AFTER + n_bad), timeout_s=240)
+        scorer.settle()  # the monitor's drift and latency counts of the last batch
         _, phase1 = _scrape(monitor.url)
 
         # Phase 2: a version that cannot load is promoted; v1 keeps serving.
@@ -275,6 +276,7 @@ def scenario(
         registry.promote(broken, reason="test: must fail to load")
         publish(kafka, ProduceSettings(topic=source, seed=5), events=iter_events(EXTRA, seed=5))
         _wait("phase 2 scored", seen(DRIFT_AFTER + n_bad + EXTRA), timeout_s=120)
+        scorer.settle()  # the monitor's drift and latency counts of the last batch
         _, after_failure = _scrape(monitor.url)
 
         # Phase 3: a good new version, then the drifted events.
@@ -283,6 +285,7 @@ def scenario(
         publish(kafka, ProduceSettings(topic=source), events=events[DRIFT_AFTER:])
         total = 2 * DRIFT_AFTER + n_bad + EXTRA
         _wait("phase 3 scored", seen(total), timeout_s=240)
+        scorer.settle()  # the monitor's drift and latency counts of the last batch
         exposition, samples = _scrape(monitor.url)
         scores = _read_scores(kafka, output, total - n_bad)
         yield Scenario(
@@ -323,10 +326,11 @@ def test_counters_add_up(scenario: Scenario) -> None:
     assert batches >= 6  # at most 2,500 records per trigger
     assert _value(s, "scorestream_batch_id") >= batches - 1
     assert abs(_value(s, "scorestream_last_batch_completed_timestamp_seconds") - time.time()) < 300
-    # The monitor's own share of the batch time (batch duration includes it); shown with -rP.
+    # The monitor's Spark time, next to the batches' own (it overlaps the next batch, on the
+    # scorer's accounting thread); shown with -rP.
     spent, total = scenario.monitor.spent_s, _value(s, "scorestream_batch_duration_seconds_sum")
-    print(f"monitoring: {spent:.2f} s of {total:.2f} s batch time ({spent / total:.0%})")
-    assert 0 < spent < total
+    print(f"monitoring: {spent:.2f} s next to {total:.2f} s of batch time")
+    assert spent > 0 and total > 0
 
 
 def test_model_swap_and_load_failure_are_reported(scenario: Scenario) -> None:

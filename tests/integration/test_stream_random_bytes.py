@@ -16,7 +16,7 @@ from streaming.avro_input import (
     limit_decoder_allocations,
     load_writer_schemas,
 )
-from streaming.scoring import score_records
+from streaming.scoring import ScoringPlan
 from streaming.validate import REASON, REASONS, ValidationSettings
 
 HEADER = b"\x00\x00\x00\x00\x01"
@@ -77,7 +77,8 @@ def test_random_bytes_are_scored_or_dead_lettered(
         rows = [(None, v, "t", 0, i, None) for i, v in enumerate(data)]
         raw = spark.createDataFrame(rows, kafka_schema)
         writers = load_writer_schemas(spark, fmt) if fmt is not None else None
-        scored = score_records(raw, model, entry.version, entry.spec, limits, fmt, writers)
+        plan = ScoringPlan(raw, model, entry.version, entry.spec, limits, fmt, writers)
+        scored = plan.scored(raw)
         got = scored.select(REASON, "score", "_src_offset").collect()
         assert len(got) == len(data), name
         for row in got:
