@@ -8,9 +8,9 @@ exactly. The score is stored under SCORE_KEY, as in every count dictionary.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -60,6 +60,7 @@ class BinCounter:
         self._alias = {name: f"{prefix}{i}" for i, name in enumerate(self.names)}
         self._columns: list[Column] | None = None
         self._bins: list[Column] | None = None
+        self._aggregates: list[Column] | None = None
 
     def columns(self) -> list[Column]:
         """One small integer column per feature: its bin, null when missing."""
@@ -103,6 +104,43 @@ class BinCounter:
             missing[name] = groups.get((pos, -1), 0)
         rows = sum(n for (pos, _b), n in groups.items() if pos == first)
         return BatchCounts(rows, counts, missing)
+
+    def aggregates(self, where: Column) -> list[Column]:
+        """Aggregates over a frame holding `columns()`, counting only rows where `where` holds:
+        those rows, and per feature each bin and the missing values (`read_values` reads them).
+
+        The scorer evaluates them in its one per-batch aggregation, next to its own counts: a
+        flat aggregation of about a hundred counters over the cached rows, measured faster than
+        a second job (0.4-0.5 s against 0.5-0.9 s for the count and the `posexplode` job at 10k
+        and 100k rows on 2 cores). Built once per counter; `where` must be the same every call.
+        """
+        if self._aggregates is None:
+            from pyspark.sql import functions as F
+
+            aggs = [F.count_if(where).alias(f"{self.prefix}rows")]
+            for name in self.names:
+                alias = self._alias[name]
+                col = F.col(alias)
+                aggs += [
+                    F.count_if(where & (col == F.lit(b))).alias(f"{alias}_{b}")
+                    for b in range(self.sizes[name])
+                ]
+                aggs.append(F.count_if(where & col.isNull()).alias(f"{alias}_missing"))
+            self._aggregates = aggs
+        return self._aggregates
+
+    def read_values(self, values: Mapping[str, Any]) -> BatchCounts:
+        """Counts from the values of `aggregates()`, by alias."""
+        counts: dict[str, np.ndarray] = {}
+        missing: dict[str, int] = {}
+        for name in self.names:
+            alias = self._alias[name]
+            counts[name] = np.array(
+                [int(values[f"{alias}_{b}"] or 0) for b in range(self.sizes[name])],
+                dtype=np.int64,
+            )
+            missing[name] = int(values[f"{alias}_missing"] or 0)
+        return BatchCounts(int(values[f"{self.prefix}rows"] or 0), counts, missing)
 
     def count(self, frame: DataFrame) -> BatchCounts:
         """Counts of a whole frame in one Spark job."""

@@ -165,13 +165,13 @@ class ScorerMetrics:
         )
         self.batch_duration = Histogram(
             "scorestream_batch_duration_seconds",
-            "Wall time to process one micro-batch.",
+            "Wall time of one micro-batch from its start until its output is on Kafka.",
             buckets=BATCH_DURATION_BUCKETS,
             registry=r,
         )
         self.end_to_end_latency = BulkHistogram(
             "scorestream_end_to_end_latency_seconds",
-            "Time from a record's event time to its score being written.",
+            "Time from a record's event time to the moment it was scored (its scored_at).",
             LATENCY_BUCKETS,
         )
         r.register(self.end_to_end_latency)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from models.registry import Registry
 from scorestream.errors import ConfigError, ScorestreamError
@@ -25,10 +25,10 @@ from streaming.avro_input import (
 from streaming.exactly_once import Record, TransactionalSink, query_id
 from streaming.model_holder import ModelHolder
 from streaming.scoring import OutputFormat, ScoringPlan, Topics
-from streaming.validate import REASON, ValidationSettings
+from streaming.validate import REASON, REASONS, ValidationSettings
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,8 @@ class BatchStats:
     replay_skipped: bool = False
     # Seconds per step of the batch (plan, write, count, listeners), for logs and benchmarks.
     phases: dict[str, float] = field(default_factory=dict)
+    # Values of the listeners' batch aggregates, by alias (see AggregatingListener).
+    aggregates: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -156,6 +158,37 @@ def kafka_source(spark: SparkSession, kafka: KafkaSettings, s: ScorerSettings) -
     return reader.load()
 
 
+_ROWS, _DEAD, _REASON_PREFIX = "__rows", "__dead", "__reason_"
+
+
+@functools.cache
+def _reason_counts() -> tuple[Column, ...]:
+    """Aggregates over a batch's scored rows: all rows, and rows per dead-letter reason."""
+    from pyspark.sql import functions as F
+
+    return (
+        F.count(F.lit(1)).alias(_ROWS),
+        F.count_if(F.col(REASON).isNotNull()).alias(_DEAD),
+        *[
+            F.count_if(F.col(REASON) == F.lit(code)).alias(_REASON_PREFIX + code)
+            for code in REASONS
+        ],
+    )
+
+
+def _by_reason(values: dict[str, Any]) -> dict[str | None, int]:
+    """Records by reason (None: scored) from the `_reason_counts` values."""
+    counts: dict[str | None, int] = {None: int(values[_ROWS]) - int(values[_DEAD])}
+    for code in REASONS:
+        if values[_REASON_PREFIX + code]:
+            counts[code] = int(values[_REASON_PREFIX + code])
+    unknown = int(values[_DEAD]) - sum(n for code, n in counts.items() if code is not None)
+    if unknown:  # validation only sets REASONS; fail loudly rather than lose count
+        msg = f"{unknown} dead-lettered record(s) have a reason outside {', '.join(REASONS)}"
+        raise ScorestreamError(msg)
+    return counts
+
+
 class BatchListener(Protocol):
     """Called once per written micro-batch (monitoring plugs in here).
 
@@ -168,6 +201,18 @@ class BatchListener(Protocol):
     """
 
     def on_batch(self, scored: DataFrame, stats: BatchStats) -> None: ...
+
+
+class AggregatingListener(BatchListener, Protocol):
+    """A listener whose per-batch numbers are aggregates over the scored rows.
+
+    `batch_aggregates(version)` returns columns to add to the scored rows and aggregate columns
+    over them (unique aliases). The scorer evaluates every listener's aggregates and its own
+    counts by reason in one Spark job per batch, and hands the values to `on_batch` in
+    `stats.aggregates`: one job instead of one per listener.
+    """
+
+    def batch_aggregates(self, version: int) -> tuple[Sequence[Column], Sequence[Column]]: ...
 
 
 class Scorer:
@@ -236,13 +281,13 @@ class Scorer:
         try:
             out = plan.kafka(scored, s.topics, s.output_format)
             phases = {"plan": time.monotonic() - started}
+            skipped = False
             if s.exactly_once:
-                skipped, by_reason = self._publish_transaction(out, batch_id)
+                skipped = self._publish_transaction(out, batch_id)
             else:
                 out.select("topic", "key", "value", "headers").write.format("kafka").options(
                     **self.kafka.spark_options()
                 ).save()
-                skipped, by_reason = False, None
             phases["write"] = time.monotonic() - started - sum(phases.values())
             duration = time.monotonic() - started
             # The previous batch's accounting is done before this one's starts: at most one
@@ -253,7 +298,7 @@ class Scorer:
                 self.last_batch = BatchStats(batch_id, 0, 0, {}, duration, version, True, phases)
                 return
             work = self._accountant.submit(
-                self._account, scored, batch_id, version, by_reason, duration, phases
+                self._account, scored, batch_id, version, duration, phases
             )
             with self._inflight_lock:
                 self._inflight = (scored, work)
@@ -267,7 +312,6 @@ class Scorer:
         scored: DataFrame,
         batch_id: int,
         version: int,
-        by_reason: dict[str | None, int] | None,
         duration_s: float,
         phases: dict[str, float],
     ) -> None:
@@ -275,14 +319,9 @@ class Scorer:
 
         This overlaps the next batch's trigger, planning and write instead of delaying them.
         """
-        from pyspark.sql import functions as F
-
         started = time.monotonic()
-        if by_reason is None:
-            by_reason = {
-                r[REASON]: int(r["n"])
-                for r in scored.groupBy(REASON).agg(F.count(F.lit(1)).alias("n")).collect()
-            }
+        values = self._aggregate(scored, version)
+        by_reason = _by_reason(values)
         phases["count"] = time.monotonic() - started
         dead = {reason: n for reason, n in by_reason.items() if reason is not None}
         stats = BatchStats(
@@ -293,6 +332,7 @@ class Scorer:
             duration_s=duration_s,
             model_version=version,
             phases=phases,
+            aggregates=values,
         )
         for listener in self.listeners:
             try:
@@ -313,6 +353,33 @@ class Scorer:
             ", ".join(f"{k} {v:.3f}" for k, v in phases.items()),
             stats.model_version,
         )
+
+    def _aggregate(self, scored: DataFrame, version: int) -> dict[str, Any]:
+        """The counts by reason and every listener's batch aggregates, in one Spark job.
+
+        One task (coalesce(1)): no shuffle stage, and the other core stays with the next batch.
+        """
+        from pyspark.sql import functions as F
+
+        projections: list[Column] = [F.col(REASON)]
+        aggregates: list[Column] = list(_reason_counts())
+        for listener in self.listeners:
+            hook = getattr(listener, "batch_aggregates", None)
+            if hook is None:
+                continue
+            try:
+                more_columns, more_aggregates = hook(version)
+            except Exception:
+                self.listener_failures += 1
+                log.exception("batch listener %r failed to give its aggregates", listener)
+                continue
+            projections += more_columns
+            aggregates += more_aggregates
+        row = scored.select(*projections).coalesce(1).agg(*aggregates).first()
+        if row is None:
+            msg = "a global aggregation returned no row"
+            raise ScorestreamError(msg)
+        return row.asDict()
 
     def settle(self, timeout_s: float = 300.0) -> None:
         """Wait until the last written batch is counted and its listeners ran (totals,
@@ -355,11 +422,8 @@ class Scorer:
                 log.error("writer schema id %d is not used: %s", schema_id, problem)
         return self._writers
 
-    def _publish_transaction(
-        self, out: DataFrame, batch_id: int
-    ) -> tuple[bool, dict[str | None, int]]:
-        """Publish the batch in one Kafka transaction: (whether it was a skipped replay, the
-        records by reason, counted as they are published; none for a skipped replay)."""
+    def _publish_transaction(self, out: DataFrame, batch_id: int) -> bool:
+        """Publish the batch in one Kafka transaction; True when it was a skipped replay."""
         s = self.settings
         if self._sink is None:
             self._sink = TransactionalSink(
@@ -369,25 +433,22 @@ class Scorer:
                 s.transaction_timeout_ms,
             )
         self._sink.start()
-        by_reason: Counter[str | None] = Counter()
         if batch_id <= self._sink.last_committed:
             result = self._sink.publish(batch_id, ())
         else:
-            rows = out.select("topic", "key", "value", "headers", REASON).toLocalIterator(
+            rows = out.select("topic", "key", "value", "headers").toLocalIterator(
                 prefetchPartitions=True
             )
-
-            def records() -> Iterator[Record]:
-                for r in rows:
-                    by_reason[r[REASON]] += 1
-                    yield (
-                        r["topic"],
-                        None if r["key"] is None else bytes(r["key"]),
-                        None if r["value"] is None else bytes(r["value"]),
-                        [(h["key"], bytes(h["value"] or b"")) for h in r["headers"] or ()],
-                    )
-
-            result = self._sink.publish(batch_id, records())
+            records: Iterator[Record] = (
+                (
+                    r["topic"],
+                    None if r["key"] is None else bytes(r["key"]),
+                    None if r["value"] is None else bytes(r["value"]),
+                    [(h["key"], bytes(h["value"] or b"")) for h in r["headers"] or ()],
+                )
+                for r in rows
+            )
+            result = self._sink.publish(batch_id, records)
         log.info(
             "batch %d: %s %d records in one transaction in %.3f s",
             batch_id,
@@ -395,7 +456,7 @@ class Scorer:
             result.records,
             result.seconds,
         )
-        return result.skipped, dict(by_reason)
+        return result.skipped
 
     def preflight(self) -> None:
         """Start-up checks: broker reachable, topics there, checkpoint ours, schemas usable."""

@@ -25,7 +25,7 @@ from wsgiref.simple_server import WSGIServer
 import numpy as np
 
 from models.registry import Registry
-from monitoring.counting import BinCounter, bucket_index, group_counts_and_sums
+from monitoring.counting import BinCounter, bucket_index
 from monitoring.drift import DriftWindow, ReferenceProfile, drift_report
 from monitoring.metrics import ScorerMetrics, serve
 from monitoring.settings import MonitorSettings
@@ -34,7 +34,7 @@ from streaming.job import BatchStats
 from streaming.validate import REASON
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQueryListener
 
     from streaming.job import Scorer
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _LATENCY = "__latency_s"
+_BUCKET = "__latency_bucket"
 
 
 def offsets_behind_latest(source: Mapping[str, Any]) -> float | None:
@@ -129,6 +130,7 @@ class ScorerMonitor:
         self.profile: ReferenceProfile | None = None
         self.window: DriftWindow | None = None
         self._counter: BinCounter | None = None
+        self._aggregates: tuple[int, list[Column], list[Column]] | None = None
         self._registry: Registry | None = None
         self._scorer: Scorer | None = None
         self._event_time = "event_time"
@@ -196,6 +198,7 @@ class ScorerMonitor:
             return
         self.reference_version = version
         self.profile, self._counter, self.window = None, None, None
+        self._aggregates = None
         self.metrics.set_drift([])
         if self._registry is None:
             return
@@ -220,11 +223,49 @@ class ScorerMonitor:
         log.info("drift reference: model v%d (%d training rows)", version, profile.rows)
 
     # -- per batch ---------------------------------------------------------------------------
+    def batch_aggregates(self, version: int) -> tuple[list[Column], list[Column]]:
+        """Columns and aggregates the scorer evaluates with its own counts (one job a batch):
+        the latency histogram's buckets and sum and, with a reference, every drift bin count.
+
+        End-to-end latency is event time to the moment the row was scored (its `scored_at`),
+        clamped at 0 for events stamped in the future by a skewed clock. Built once per model
+        version (each expression is a round trip to the JVM), so the generated code is the same
+        for every batch.
+        """
+        from pyspark.sql import functions as F
+
+        from streaming.scoring import SCORED_AT
+
+        with self._lock:
+            if version != self.reference_version:
+                self._load_reference(version)
+            if self._aggregates is not None and self._aggregates[0] == version:
+                return self._aggregates[1], self._aggregates[2]
+            good = F.col(REASON).isNull()
+            event = F.unix_micros(F.col(f"`{self._event_time}`"))
+            latency = F.greatest((F.unix_micros(F.col(SCORED_AT)) - event) / F.lit(1e6), F.lit(0.0))
+            bucket = bucket_index(F.col(_LATENCY), self._latency_bounds())
+            columns = [latency.alias(_LATENCY), bucket.alias(_BUCKET)]
+            aggregates = [
+                F.count_if(good & (F.col(_BUCKET) == F.lit(i))).alias(f"{_BUCKET}_{i}")
+                for i in range(len(self._latency_bounds()) + 1)
+            ]
+            aggregates.append(F.sum(F.when(good, F.col(_LATENCY))).alias(f"{_LATENCY}_sum"))
+            if self._counter is not None:
+                columns += self._counter.columns()
+                aggregates += self._counter.aggregates(good)
+            self._aggregates = (version, columns, aggregates)
+            return columns, aggregates
+
+    def _latency_bounds(self) -> tuple[float, ...]:
+        return tuple(self.metrics.end_to_end_latency.bounds[:-1])  # the last is +Inf
+
     def on_batch(self, scored: DataFrame, stats: BatchStats) -> None:
+        """Export the batch's counts, latency histogram and drift (from `stats.aggregates`)."""
         started = time.monotonic()
         with self._lock:
             try:
-                self._count(scored, stats)
+                self._read(stats)
             finally:  # the counters move even when the drift or latency part failed
                 self.metrics.record_batch(
                     stats.records_in,
@@ -236,33 +277,18 @@ class ScorerMonitor:
                 )
                 self.spent_s += time.monotonic() - started
 
-    def _count(self, scored: DataFrame, stats: BatchStats) -> None:
-        """One Spark aggregation: latency buckets and, with a reference, the drift bin counts."""
-        from pyspark.sql import functions as F
-
-        from streaming.scoring import SCORED_AT
-
+    def _read(self, stats: BatchStats) -> None:
+        values = stats.aggregates
         if stats.model_version != self.reference_version:
-            self._load_reference(stats.model_version)
-        counter, window = self._counter, self.window
-        bounds = self.metrics.end_to_end_latency.bounds[:-1]  # the last is +Inf
-        good = scored.where(F.col(REASON).isNull())
-        # End-to-end latency: event time to the moment the row was scored (its record's
-        # scored_at), clamped at 0 for events stamped in the future by a skewed clock. Read from
-        # the cached rows, so the generated code is the same for every batch.
-        micros = F.unix_micros(F.col(SCORED_AT)) - F.unix_micros(F.col(f"`{self._event_time}`"))
-        latency = F.greatest(micros / F.lit(1e6), F.lit(0.0))
-        framed = good.select(*(counter.columns() if counter else []), latency.alias(_LATENCY))
-        latency_bin = F.coalesce(bucket_index(F.col(_LATENCY), bounds), F.lit(-1))
-        # One job: the latency bucket at position 0, then the counter's features.
-        bins = [latency_bin, *(counter.bins() if counter else [])]
-        counts, sums = group_counts_and_sums(framed, bins, F.col(_LATENCY))
+            return  # aggregated for another reference (a failed hook): counters only
+        n_buckets = len(self._latency_bounds()) + 1
         per_bucket = np.array(
-            [counts.get((0, i), 0) for i in range(len(bounds) + 1)], dtype=np.int64
+            [int(values[f"{_BUCKET}_{i}"]) for i in range(n_buckets)], dtype=np.int64
         )
-        latency_sum = sum(v for (pos, _b), v in sums.items() if pos == 0)
+        latency_sum = float(values[f"{_LATENCY}_sum"] or 0.0)
         self.metrics.end_to_end_latency.observe_counts(per_bucket, latency_sum)
+        counter, window = self._counter, self.window
         if counter is not None and window is not None and self.profile is not None:
-            batch = counter.read(counts, first=1)
+            batch = counter.read_values(values)
             window.add_batch(self.clock(), batch.rows, batch.counts, batch.missing)
             self.metrics.set_drift(drift_report(self.profile, window))

@@ -119,3 +119,16 @@ def test_a_taken_port_is_a_clear_error() -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_batch_counts_by_reason_add_up_and_a_foreign_reason_fails_loudly() -> None:
+    from scorestream.errors import ScorestreamError
+    from streaming.job import _by_reason
+
+    values = {"__rows": 10, "__dead": 3, **{f"__reason_{r}": 0 for r in REASONS}}
+    values["__reason_DECODE_ERROR"] = 2
+    values["__reason_OUT_OF_RANGE"] = 1
+    assert _by_reason(values) == {None: 7, "DECODE_ERROR": 2, "OUT_OF_RANGE": 1}
+    values["__dead"] = 4  # one dead-lettered record whose reason has no counter
+    with pytest.raises(ScorestreamError, match="1 dead-lettered record"):
+        _by_reason(values)
