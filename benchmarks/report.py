@@ -191,6 +191,10 @@ def targets_table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+# The scorer's own phases per batch (streaming/job.py BatchStats.phases).
+PHASES = ("plan", "write", "count")
+
+
 def profile_table(runs: list[dict[str, Any]]) -> str:
     """Spark's per-trigger durations of the micro-batch scorer runs (mean ms per batch)."""
     keys = (
@@ -203,8 +207,10 @@ def profile_table(runs: list[dict[str, Any]]) -> str:
         "latestOffset",
     )
     lines = [
-        "| run | batches | rows/batch | " + " | ".join(keys) + " | foreachBatch s (mean) |",
-        "|" + "---|" * (len(keys) + 4),
+        "| run | batches | rows/batch | "
+        + " | ".join(keys)
+        + " | foreachBatch s (mean) | plan / write / count s (mean) |",
+        "|" + "---|" * (len(keys) + 5),
     ]
     for r in runs:
         if not _ok(r) or not r.get("report", {}).get("progress", {}).get("batches"):
@@ -213,10 +219,13 @@ def profile_table(runs: list[dict[str, Any]]) -> str:
         per = p["per_batch_ms"]
         fb = r["report"].get("foreach_batch_s", {})
         cells = [f"{per.get(k, 0):,.0f}" for k in keys]
+        # The scorer's own phases (streaming/job.py); count runs after the write, overlapped.
+        phases = fb.get("phases_mean", {})
+        steps = " / ".join(f"{phases[k]:.2f}" if k in phases else "n/a" for k in PHASES)
         lines.append(
             f"| {r['contender']} {r['kind']} #{r['repeat']} | {p['batches']} | "
             f"{p['rows'] / p['batches']:,.0f} | " + " | ".join(cells) + f" | "
-            f"{fb.get('mean', float('nan')):.2f} |"
+            f"{fb.get('mean', float('nan')):.2f} | {steps} |"
         )
     return "\n".join(lines)
 

@@ -39,12 +39,14 @@ def bucket_index(column: Column, bounds: Sequence[float]) -> Column:
 class BinCounter:
     """Spark expressions that count a frame's rows in the bins of a reference profile.
 
-    Each row becomes one (position, bin) pair per feature (bin -1 when missing) through
-    `posexplode`, and a `groupBy(position, bin).count()` gives all counts in one small job
-    whose result has at most sum(bins) rows. This is measured faster than one aggregate column
-    per bin (a 100-column aggregation plans and compiles slowly), and the expressions are
-    built once per profile, not per batch (each one is a round trip to the JVM).
-    Column names are generated (`<prefix><i>`), so feature names need no quoting.
+    Two forms over the same per-feature bin columns (`columns()`):
+    - `aggregates()`: one `count_if` per bin, evaluated by the scorer in its single per-batch
+      aggregation next to its own counts (no second job per batch);
+    - `count()`: each row becomes one (position, bin) pair per feature (bin -1 when missing)
+      through `posexplode`, and a `groupBy(position, bin).count()` gives all counts in one job
+      whose result has at most sum(bins) rows (drift reports over a whole file).
+    The expressions are built once per profile, not per batch (each one is a round trip to the
+    JVM). Column names are generated (`<prefix><i>`), so feature names need no quoting.
     """
 
     POS, BIN, N = "__pos", "__bin", "__n"

@@ -1,8 +1,9 @@
 """Live scorer monitoring: a BatchListener feeding drift and operational metrics to Prometheus.
 
-Per micro-batch, one Spark aggregation over the scored rows gives exact integer counts per
-reference bin of every feature and of the score, plus the end-to-end latency histogram's bucket
-counts and sum; no row is collected. The counts merge into a sliding DriftWindow whose drift
+Per micro-batch, the monitor's aggregates (`batch_aggregates`) join the scorer's own counts in
+one Spark aggregation over the cached scored rows: exact integer counts per reference bin of every
+feature and of the score, plus the end-to-end latency histogram's bucket counts and sum; no row is
+collected. The counts merge into a sliding DriftWindow whose drift
 report is exported with the window's size next to it.
 
 Input rate and offsets behind latest come from Spark's query progress through a
