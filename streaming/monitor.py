@@ -290,6 +290,6 @@ class ScorerMonitor:
         self.metrics.end_to_end_latency.observe_counts(per_bucket, latency_sum)
         counter, window = self._counter, self.window
         if counter is not None and window is not None and self.profile is not None:
-            batch = counter.read_values(values)
+            batch = counter.read(values)
             window.add_batch(self.clock(), batch.rows, batch.counts, batch.missing)
             self.metrics.set_drift(drift_report(self.profile, window))

@@ -6,7 +6,7 @@ milliseconds. It accepts only allowlisted plan nodes (projections, filters, unio
 source and sink), so the whole pipeline is expressed with JVM column expressions: decoding and
 validation (streaming/validate.py), the PipelineModel's stages, the score record and the
 dead-letter split, which is a `topic` column choosing the output or the dead-letter topic
-(streaming/scoring.py `to_kafka`). There is no foreachBatch and no Python code per record.
+(streaming/scoring.py `kafka_columns`). There is no foreachBatch and no Python code per record.
 
 pyspark 4.1.1's `DataStreamWriter.trigger()` has no `realTime=` keyword; the JVM's
 `org.apache.spark.sql.streaming.Trigger.RealTime(String)` is there and is applied through py4j.

@@ -155,13 +155,6 @@ def kafka_columns(
     )
 
 
-def to_kafka(
-    scored: DataFrame, spec: FeatureSpec, topics: Topics, output: OutputFormat | None = None
-) -> DataFrame:
-    """Kafka sink rows of scored rows (see kafka_columns)."""
-    return scored.select(*kafka_columns(spec, topics, output))
-
-
 def decoder(
     template: DataFrame,
     spec: FeatureSpec,
@@ -197,7 +190,6 @@ class ScoringPlan:
         fmt: InputFormat | None = None,
         writers: WriterSchemas | None = None,
     ) -> None:
-        self.version = version
         self.spec = spec
         self.decoded = validate(decoder(template, spec, fmt, writers), spec, validation)
         self._java_model = model._to_java()  # params copied once, not per batch

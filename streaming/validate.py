@@ -46,7 +46,8 @@ Check = tuple["Column", str, "Column"]
 @dataclass(frozen=True)
 class Decoded:
     """How Kafka rows are decoded: the selects to apply in order, the decoder's own checks
-    (condition, reason, message) and helper columns the checks read.
+    (condition, reason, message; they may read helper columns of the last step) and the columns
+    kept after validation.
 
     Only column expressions, never a DataFrame: they are built once and applied to every
     micro-batch (building them costs hundreds of round trips to the JVM).
@@ -54,8 +55,7 @@ class Decoded:
 
     steps: tuple[tuple[Column, ...], ...]
     checks: tuple[Check, ...]
-    helpers: tuple[str, ...]
-    columns: tuple[str, ...]  # what the last step yields besides the helpers
+    columns: tuple[str, ...]  # what the last step yields besides helper columns
 
     def apply(self, raw: DataFrame) -> DataFrame:
         frame = raw
@@ -140,13 +140,6 @@ def decoded_fields(
     checks += [
         (F.col(f"_wrong_{i}"), WRONG_TYPE, F.col(f"_wrong_msg_{i}")) for i in range(len(wrong_type))
     ]
-    helpers = (
-        "_decode_failed",
-        "_decode_message",
-        *(f"_missing_{i}" for i in range(len(required))),
-        *(f"_wrong_{i}" for i in range(len(wrong_type))),
-        *(f"_wrong_msg_{i}" for i in range(len(wrong_type))),
-    )
     columns = (
         *SOURCE_COLUMNS.values(),
         spec.event_id,
@@ -154,7 +147,7 @@ def decoded_fields(
         *spec.numeric_names,
         *spec.categorical,
     )
-    return Decoded((*steps, second), tuple(checks), helpers, columns)
+    return Decoded((*steps, second), tuple(checks), columns)
 
 
 def _number(
@@ -312,4 +305,4 @@ def validate(decoded: Decoded, spec: FeatureSpec, settings: ValidationSettings) 
         reason.alias(REASON),
         message.alias(MESSAGE),
     )
-    return Decoded((*decoded.steps, last), (), (), (*decoded.columns, REASON, MESSAGE))
+    return Decoded((*decoded.steps, last), (), (*decoded.columns, REASON, MESSAGE))
