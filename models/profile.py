@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from models.spec import FeatureSpec
+from scorestream.tally import Tally, tally
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -43,23 +44,15 @@ def category_bin(column: Column, categories: Sequence[str]) -> Column:
 def bin_counts(
     frame: DataFrame, bins: dict[str, tuple[Column, int]]
 ) -> tuple[int, dict[str, list[int]], dict[str, int]]:
-    """Exact integer counts per bin and missing counts, for many columns in one Spark pass."""
-    from pyspark.sql import functions as F
-
-    aggs = [F.count(F.lit(1)).alias("__rows")]
-    for name, (expr, size) in bins.items():
-        aggs.append(F.sum(F.when(expr.isNull(), 1).otherwise(0)).alias(f"{name}__missing"))
-        aggs.extend(
-            F.sum(F.when(expr == i, 1).otherwise(0)).alias(f"{name}__{i}") for i in range(size)
-        )
-    row = frame.agg(*aggs).first()
-    assert row is not None
-    counts = {
-        name: [int(row[f"{name}__{i}"] or 0) for i in range(size)]
-        for name, (_, size) in bins.items()
-    }
-    missing = {name: int(row[f"{name}__missing"] or 0) for name in bins}
-    return int(row["__rows"]), counts, missing
+    """Exact integer counts per bin and missing counts, for many columns in one Spark job."""
+    tallied = tally(frame, {name: Tally.bins(expr, size) for name, (expr, size) in bins.items()})
+    counts: dict[str, list[int]] = {}
+    missing: dict[str, int] = {}
+    for name, (_, size) in bins.items():
+        per_bin, missing[name] = tallied.bins(name, size)
+        counts[name] = [int(n) for n in per_bin]
+    # Every row has one key per column (its bin or missing): any column's total is the rows.
+    return tallied.total(next(iter(bins))), counts, missing
 
 
 def _edges(values: list[float]) -> list[float]:

@@ -6,15 +6,16 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from models.registry import Registry
 from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.kafka import KafkaSettings
+from scorestream.tally import Tallied, Tally, tally
 from streaming import preflight
 from streaming.avro_input import (
     InputFormat,
@@ -120,8 +121,8 @@ class BatchStats:
     replay_skipped: bool = False
     # Seconds per step of the batch (plan, write, count, listeners), for logs and benchmarks.
     phases: dict[str, float] = field(default_factory=dict)
-    # Values of the listeners' batch aggregates, by alias (see AggregatingListener).
-    aggregates: dict[str, Any] = field(default_factory=dict)
+    # What the listeners' tallies found (see TallyingListener).
+    tallies: Tallied = field(default_factory=lambda: Tallied({}, {}))
 
 
 @dataclass
@@ -158,31 +159,29 @@ def kafka_source(spark: SparkSession, kafka: KafkaSettings, s: ScorerSettings) -
     return reader.load()
 
 
-_ROWS, _DEAD, _REASON_PREFIX = "__rows", "__dead", "__reason_"
+REASONS_TALLY = "__reasons"  # the scorer's own tally's name
 
 
 @functools.cache
-def _reason_counts() -> tuple[Column, ...]:
-    """Aggregates over a batch's scored rows: all rows, and rows per dead-letter reason."""
+def reasons_tally() -> Tally:
+    """The scorer's count of a batch's rows by reason: key 0 for a scored row, 1 + the index in
+    REASONS for a dead-lettered one, -1 for any other reason (read by `by_reason`)."""
     from pyspark.sql import functions as F
 
-    return (
-        F.count(F.lit(1)).alias(_ROWS),
-        F.count_if(F.col(REASON).isNotNull()).alias(_DEAD),
-        *[
-            F.count_if(F.col(REASON) == F.lit(code)).alias(_REASON_PREFIX + code)
-            for code in REASONS
-        ],
-    )
+    reason = F.col(REASON)
+    key = F.when(reason.isNull(), F.lit(0))
+    for i, code in enumerate(REASONS):
+        key = key.when(reason == F.lit(code), F.lit(i + 1))
+    return Tally(key.otherwise(F.lit(-1)))
 
 
-def _by_reason(values: dict[str, Any]) -> dict[str | None, int]:
-    """Records by reason (None: scored) from the `_reason_counts` values."""
-    counts: dict[str | None, int] = {None: int(values[_ROWS]) - int(values[_DEAD])}
-    for code in REASONS:
-        if values[_REASON_PREFIX + code]:
-            counts[code] = int(values[_REASON_PREFIX + code])
-    unknown = int(values[_DEAD]) - sum(n for code, n in counts.items() if code is not None)
+def by_reason(tallied: Tallied) -> dict[str | None, int]:
+    """Records by reason (None: scored) from the tally of `reasons_tally()`."""
+    counts: dict[str | None, int] = {None: tallied.count(REASONS_TALLY, 0)}
+    for i, code in enumerate(REASONS):
+        if tallied.count(REASONS_TALLY, i + 1):
+            counts[code] = tallied.count(REASONS_TALLY, i + 1)
+    unknown = tallied.count(REASONS_TALLY, -1)
     if unknown:  # validation only sets REASONS; fail loudly rather than lose count
         msg = f"{unknown} dead-lettered record(s) have a reason outside {', '.join(REASONS)}"
         raise ScorestreamError(msg)
@@ -203,16 +202,16 @@ class BatchListener(Protocol):
     def on_batch(self, scored: DataFrame, stats: BatchStats) -> None: ...
 
 
-class AggregatingListener(BatchListener, Protocol):
-    """A listener whose per-batch numbers are aggregates over the scored rows.
+class TallyingListener(BatchListener, Protocol):
+    """A listener whose per-batch numbers are counts (and sums) per key over the scored rows.
 
-    `batch_aggregates(version)` returns columns to add to the scored rows and aggregate columns
-    over them (unique aliases). The scorer evaluates every listener's aggregates and its own
-    counts by reason in one Spark job per batch, and hands the values to `on_batch` in
-    `stats.aggregates`: one job instead of one per listener.
+    `batch_tallies(version)` returns columns to add to the scored rows and named tallies over
+    them (`scorestream.tally`; names unique across listeners). The scorer evaluates every
+    listener's tallies and its own counts by reason in one Spark job per batch, and hands the
+    result to `on_batch` in `stats.tallies`: one job instead of one per listener.
     """
 
-    def batch_aggregates(self, version: int) -> tuple[Sequence[Column], Sequence[Column]]: ...
+    def batch_tallies(self, version: int) -> tuple[Sequence[Column], Mapping[str, Tally]]: ...
 
 
 class Scorer:
@@ -320,19 +319,19 @@ class Scorer:
         This overlaps the next batch's trigger, planning and write instead of delaying them.
         """
         started = time.monotonic()
-        values = self._aggregate(scored, version)
-        by_reason = _by_reason(values)
+        tallied = self._tally(scored, version)
+        reasons = by_reason(tallied)
         phases["count"] = time.monotonic() - started
-        dead = {reason: n for reason, n in by_reason.items() if reason is not None}
+        dead = {reason: n for reason, n in reasons.items() if reason is not None}
         stats = BatchStats(
             batch_id=batch_id,
-            records_in=sum(by_reason.values()),
-            scored=by_reason.get(None, 0),
+            records_in=sum(reasons.values()),
+            scored=reasons.get(None, 0),
             dead_lettered=dead,
             duration_s=duration_s,
             model_version=version,
             phases=phases,
-            aggregates=values,
+            tallies=tallied,
         )
         for listener in self.listeners:
             try:
@@ -354,32 +353,33 @@ class Scorer:
             stats.model_version,
         )
 
-    def _aggregate(self, scored: DataFrame, version: int) -> dict[str, Any]:
-        """The counts by reason and every listener's batch aggregates, in one Spark job.
+    def _tally(self, scored: DataFrame, version: int) -> Tallied:
+        """The counts by reason and every listener's batch tallies, in one Spark job.
 
-        One task (coalesce(1)): no shuffle stage, and the other core stays with the next batch.
+        One task (coalesce(1)) reads the cached rows, and the other core stays with the next
+        batch; the group-by after it is over a few hundred (tally, key) groups.
         """
         from pyspark.sql import functions as F
 
         projections: list[Column] = [F.col(REASON)]
-        aggregates: list[Column] = list(_reason_counts())
+        tallies: dict[str, Tally] = {REASONS_TALLY: reasons_tally()}
         for listener in self.listeners:
-            hook = getattr(listener, "batch_aggregates", None)
+            hook = getattr(listener, "batch_tallies", None)
             if hook is None:
                 continue
             try:
-                more_columns, more_aggregates = hook(version)
+                more_columns, more_tallies = hook(version)
+                taken = tallies.keys() & more_tallies.keys()
+                if taken:
+                    msg = f"tally names {sorted(taken)} are already taken"
+                    raise ScorestreamError(msg)
             except Exception:
                 self.listener_failures += 1
-                log.exception("batch listener %r failed to give its aggregates", listener)
+                log.exception("batch listener %r failed to give its tallies", listener)
                 continue
             projections += more_columns
-            aggregates += more_aggregates
-        row = scored.select(*projections).coalesce(1).agg(*aggregates).first()
-        if row is None:
-            msg = "a global aggregation returned no row"
-            raise ScorestreamError(msg)
-        return row.asDict()
+            tallies.update(more_tallies)
+        return tally(scored.select(*projections).coalesce(1), tallies)
 
     def settle(self, timeout_s: float = 300.0) -> None:
         """Wait until the last written batch is counted and its listeners ran (totals,

@@ -1,10 +1,10 @@
 """Live scorer monitoring: a BatchListener feeding drift and operational metrics to Prometheus.
 
-Per micro-batch, the monitor's aggregates (`batch_aggregates`) join the scorer's own counts in
-one Spark aggregation over the cached scored rows: exact integer counts per reference bin of every
-feature and of the score, plus the end-to-end latency histogram's bucket counts and sum; no row is
-collected. The counts merge into a sliding DriftWindow whose drift
-report is exported with the window's size next to it.
+Per micro-batch, the monitor's tallies (`batch_tallies`) join the scorer's own counts in one
+Spark job over the cached scored rows: exact integer counts per reference bin of every feature
+and of the score, plus the end-to-end latency histogram's bucket counts and sum; no row is
+collected. The counts merge into a sliding DriftWindow whose drift report is exported with the
+window's size next to it.
 
 Input rate and offsets behind latest come from Spark's query progress through a
 StreamingQueryListener rather than from polling `query.lastProgress`: the listener sees every
@@ -23,14 +23,13 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
-import numpy as np
-
 from models.registry import Registry
 from monitoring.counting import BinCounter, bucket_index
 from monitoring.drift import DriftWindow, ReferenceProfile, drift_report
 from monitoring.metrics import ScorerMetrics, serve
 from monitoring.settings import MonitorSettings
 from scorestream.errors import ScorestreamError
+from scorestream.tally import Tally
 from streaming.job import BatchStats
 from streaming.validate import REASON
 
@@ -43,7 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _LATENCY = "__latency_s"
-_BUCKET = "__latency_bucket"
 
 
 def offsets_behind_latest(source: Mapping[str, Any]) -> float | None:
@@ -131,7 +129,7 @@ class ScorerMonitor:
         self.profile: ReferenceProfile | None = None
         self.window: DriftWindow | None = None
         self._counter: BinCounter | None = None
-        self._aggregates: tuple[int, list[Column], list[Column]] | None = None
+        self._tallies: tuple[int, list[Column], dict[str, Tally]] | None = None
         self._registry: Registry | None = None
         self._scorer: Scorer | None = None
         self._event_time = "event_time"
@@ -199,7 +197,7 @@ class ScorerMonitor:
             return
         self.reference_version = version
         self.profile, self._counter, self.window = None, None, None
-        self._aggregates = None
+        self._tallies = None
         self.metrics.set_drift([])
         if self._registry is None:
             return
@@ -224,9 +222,9 @@ class ScorerMonitor:
         log.info("drift reference: model v%d (%d training rows)", version, profile.rows)
 
     # -- per batch ---------------------------------------------------------------------------
-    def batch_aggregates(self, version: int) -> tuple[list[Column], list[Column]]:
-        """Columns and aggregates the scorer evaluates with its own counts (one job a batch):
-        the latency histogram's buckets and sum and, with a reference, every drift bin count.
+    def batch_tallies(self, version: int) -> tuple[list[Column], dict[str, Tally]]:
+        """Columns and tallies the scorer evaluates with its own counts (one job a batch): the
+        latency histogram's bucket counts and sum and, with a reference, every drift bin count.
 
         End-to-end latency is event time to the moment the row was scored (its `scored_at`),
         clamped at 0 for events stamped in the future by a skewed clock. Built once per model
@@ -240,29 +238,25 @@ class ScorerMonitor:
         with self._lock:
             if version != self.reference_version:
                 self._load_reference(version)
-            if self._aggregates is not None and self._aggregates[0] == version:
-                return self._aggregates[1], self._aggregates[2]
+            if self._tallies is not None and self._tallies[0] == version:
+                return self._tallies[1], self._tallies[2]
             good = F.col(REASON).isNull()
             event = F.unix_micros(F.col(f"`{self._event_time}`"))
             latency = F.greatest((F.unix_micros(F.col(SCORED_AT)) - event) / F.lit(1e6), F.lit(0.0))
             bucket = bucket_index(F.col(_LATENCY), self._latency_bounds())
-            columns = [latency.alias(_LATENCY), bucket.alias(_BUCKET)]
-            aggregates = [
-                F.count_if(good & (F.col(_BUCKET) == F.lit(i))).alias(f"{_BUCKET}_{i}")
-                for i in range(len(self._latency_bounds()) + 1)
-            ]
-            aggregates.append(F.sum(F.when(good, F.col(_LATENCY))).alias(f"{_LATENCY}_sum"))
+            columns = [latency.alias(_LATENCY)]
+            tallies = {_LATENCY: Tally(F.when(good, bucket), F.col(_LATENCY))}
             if self._counter is not None:
                 columns += self._counter.columns()
-                aggregates += self._counter.aggregates(good)
-            self._aggregates = (version, columns, aggregates)
-            return columns, aggregates
+                tallies.update(self._counter.tallies(good))
+            self._tallies = (version, columns, tallies)
+            return columns, tallies
 
     def _latency_bounds(self) -> tuple[float, ...]:
         return tuple(self.metrics.end_to_end_latency.bounds[:-1])  # the last is +Inf
 
     def on_batch(self, scored: DataFrame, stats: BatchStats) -> None:
-        """Export the batch's counts, latency histogram and drift (from `stats.aggregates`)."""
+        """Export the batch's counts, latency histogram and drift (from `stats.tallies`)."""
         started = time.monotonic()
         with self._lock:
             try:
@@ -279,17 +273,15 @@ class ScorerMonitor:
                 self.spent_s += time.monotonic() - started
 
     def _read(self, stats: BatchStats) -> None:
-        values = stats.aggregates
+        tallied = stats.tallies
         if stats.model_version != self.reference_version:
-            return  # aggregated for another reference (a failed hook): counters only
+            return  # tallied for another reference (a failed hook): counters only
         n_buckets = len(self._latency_bounds()) + 1
-        per_bucket = np.array(
-            [int(values[f"{_BUCKET}_{i}"]) for i in range(n_buckets)], dtype=np.int64
+        self.metrics.end_to_end_latency.observe_counts(
+            tallied.array(_LATENCY, n_buckets), tallied.sum(_LATENCY)
         )
-        latency_sum = float(values[f"{_LATENCY}_sum"] or 0.0)
-        self.metrics.end_to_end_latency.observe_counts(per_bucket, latency_sum)
         counter, window = self._counter, self.window
         if counter is not None and window is not None and self.profile is not None:
-            batch = counter.read(values)
+            batch = counter.read(tallied)
             window.add_batch(self.clock(), batch.rows, batch.counts, batch.missing)
             self.metrics.set_drift(drift_report(self.profile, window))

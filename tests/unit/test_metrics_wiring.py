@@ -123,12 +123,30 @@ def test_a_taken_port_is_a_clear_error() -> None:
 
 def test_batch_counts_by_reason_add_up_and_a_foreign_reason_fails_loudly() -> None:
     from scorestream.errors import ScorestreamError
-    from streaming.job import _by_reason
+    from scorestream.tally import Tallied
+    from streaming.job import REASONS_TALLY, by_reason
 
-    values = {"__rows": 10, "__dead": 3, **{f"__reason_{r}": 0 for r in REASONS}}
-    values["__reason_DECODE_ERROR"] = 2
-    values["__reason_OUT_OF_RANGE"] = 1
-    assert _by_reason(values) == {None: 7, "DECODE_ERROR": 2, "OUT_OF_RANGE": 1}
-    values["__dead"] = 4  # one dead-lettered record whose reason has no counter
+    keys = {0: 7, 1 + REASONS.index("DECODE_ERROR"): 2, 1 + REASONS.index("OUT_OF_RANGE"): 1}
+    assert by_reason(Tallied({REASONS_TALLY: keys}, {})) == {
+        None: 7,
+        "DECODE_ERROR": 2,
+        "OUT_OF_RANGE": 1,
+    }
+    assert by_reason(Tallied({REASONS_TALLY: {}}, {})) == {None: 0}  # an empty batch
+    keys[-1] = 1  # one dead-lettered record whose reason has no counter
     with pytest.raises(ScorestreamError, match="1 dead-lettered record"):
-        _by_reason(values)
+        by_reason(Tallied({REASONS_TALLY: keys}, {}))
+
+
+def test_tallied_reads_bins_missing_and_sums() -> None:
+    from scorestream.errors import ScorestreamError
+    from scorestream.tally import Tallied
+
+    tallied = Tallied({"a": {0: 3, 2: 5, 3: 1}, "b": {7: 2}}, {"a": {0: 1.5, 2: 2.0}})
+    counts, missing = tallied.bins("a", 3)
+    assert counts.tolist() == [3, 0, 5] and missing == 1
+    assert counts.dtype == np.int64
+    assert tallied.total("a") == 9 and tallied.sum("a") == 3.5 and tallied.sum("b") == 0.0
+    assert tallied.count("a", 1) == 0 and tallied.count("nope", 0) == 0
+    with pytest.raises(ScorestreamError, match=r"tally 'b': keys \[7\] outside 0\.\.3"):
+        tallied.bins("b", 3)
