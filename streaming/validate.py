@@ -125,12 +125,14 @@ def decoded_fields(
         event_time.alias(spec.event_time),
         *typed,
         F.coalesce(failed, F.lit(False)).alias("_decode_failed"),
-        failed_message.alias("_decode_message"),
+        # Messages are built for the failing records only: a projected column is computed for
+        # every row, and these concatenations would be most of the per-row work.
+        F.when(failed, failed_message).alias("_decode_message"),
         # Missing means absent or null as decoded: a value that is there but does not convert
         # is a WRONG_TYPE, not a missing field.
         *[raw[n][0].isNull().alias(f"_missing_{i}") for i, n in enumerate(required)],
         *[cond.alias(f"_wrong_{i}") for i, (cond, _) in enumerate(wrong_type)],
-        *[text.alias(f"_wrong_msg_{i}") for i, (_, text) in enumerate(wrong_type)],
+        *[F.when(cond, text).alias(f"_wrong_msg_{i}") for i, (cond, text) in enumerate(wrong_type)],
     )
     checks: list[Check] = [(F.col("_decode_failed"), DECODE_ERROR, F.col("_decode_message"))]
     checks += [
@@ -163,7 +165,10 @@ def _number(
         msg = f"feature {name!r} is decoded as {kind.simpleString()}; expected a number or text"
         raise ConfigError(msg)
     # JSON has no NaN: Spark's reader accepts NaN/Infinity tokens, which it returns quoted.
-    text = F.regexp_replace(value, r'^"([+-]?(NaN|Infinity))"$', "$1")
+    # The regex only runs on the rare value that starts with a quote.
+    text = F.when(
+        value.startswith('"'), F.regexp_replace(value, r'^"([+-]?(NaN|Infinity))"$', "$1")
+    ).otherwise(value)
     number = text.try_cast("double")
     message = F.concat(F.lit(f"feature '{name}' is "), _shown(value), F.lit(", expected a number"))
     return number, (value.isNotNull() & number.isNull(), message)
@@ -295,14 +300,23 @@ def validate(decoded: Decoded, spec: FeatureSpec, settings: ValidationSettings) 
         )
     ]
     checks += list(decoded.checks) + _value_checks(spec)
-    reason = F.lit(None).cast("string")
-    message = F.lit(None).cast("string")
-    for cond, code, text in reversed(checks):
-        reason = F.when(F.coalesce(cond, F.lit(False)), F.lit(code)).otherwise(reason)
-        message = F.when(F.coalesce(cond, F.lit(False)), text).otherwise(message)
+    # The index of the first failing check, by one flat CASE (Spark splits its branches into
+    # methods the JIT compiles; a nested chain of 25 CASEs was one method too big for it).
+    # Every condition is evaluated once per row, and the reason and message are looked up by
+    # the index (Spark keeps the two selects apart: it never inlines a costly expression that
+    # is read twice).
+    first = F.when(F.coalesce(checks[0][0], F.lit(False)), F.lit(0))
+    for i, (cond, _, _) in enumerate(checks[1:], start=1):
+        first = first.when(F.coalesce(cond, F.lit(False)), F.lit(i))
+    index = F.col("_check")
+    message = F.when(index == F.lit(0), checks[0][2])
+    for i, (_, _, text) in enumerate(checks[1:], start=1):
+        message = message.when(index == F.lit(i), text)
+    codes = F.array(*[F.lit(code) for _, code, _ in checks])
     last = (
         *[F.col(f"`{c}`") for c in decoded.columns],
-        reason.alias(REASON),
+        F.when(index.isNotNull(), F.element_at(codes, index + 1)).alias(REASON),
         message.alias(MESSAGE),
     )
-    return Decoded((*decoded.steps, last), (), (*decoded.columns, REASON, MESSAGE))
+    steps = (*decoded.steps, (F.col("*"), first.alias("_check")), last)
+    return Decoded(steps, (), (*decoded.columns, REASON, MESSAGE))
