@@ -26,6 +26,14 @@ JAVA_ONLY = {
 }
 LIBRDKAFKA_ONLY = {"sasl.username", "sasl.password", "ssl.ca.location"}
 
+# Producer settings of the scorer's Spark Kafka sinks where the user sets none (-X wins). A
+# micro-batch hands the producer tens of thousands of records at once; with the Java client's
+# defaults (no linger, 16 KiB batches, no compression) they leave in many small requests. On a
+# 100k-record batch (2 cores, local broker) writing took 856 ms with the defaults, 559 ms with
+# linger and 256 KiB batches, and 254 ms with lz4 as well. Consumers must read lz4, as every
+# maintained client does (kafka-python with the `lz4` package).
+SINK_DEFAULTS = {"linger.ms": "5", "batch.size": "262144", "compression.type": "lz4"}
+
 
 def parse_option(text: str) -> tuple[str, str]:
     """Parse one `key=value` client option (the value may itself contain '=')."""
@@ -105,6 +113,14 @@ class KafkaSettings:
         """Options for Spark's Kafka source and sink (`kafka.` prefixed)."""
         opts = {"kafka.bootstrap.servers": self.bootstrap}
         opts.update({f"kafka.{k}": v for k, v in self._java_options().items()})
+        return opts
+
+    def spark_sink_options(self, linger_ms: int = 5) -> dict[str, str]:
+        """Options for Spark's Kafka sink: `spark_options()` over SINK_DEFAULTS, with the
+        given linger (real-time mode passes 0: it sends each record as soon as it is scored)."""
+        defaults = {**SINK_DEFAULTS, "linger.ms": str(linger_ms)}
+        opts = {f"kafka.{k}": v for k, v in defaults.items() if k not in self.options}
+        opts.update(self.spark_options())
         return opts
 
     def confluent(self, **overrides: Any) -> dict[str, Any]:

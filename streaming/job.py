@@ -285,7 +285,7 @@ class Scorer:
                 skipped = self._publish_transaction(out, batch_id)
             else:
                 out.select("topic", "key", "value", "headers").write.format("kafka").options(
-                    **self.kafka.spark_options()
+                    **self.kafka.spark_sink_options()
                 ).save()
             phases["write"] = time.monotonic() - started - sum(phases.values())
             duration = time.monotonic() - started

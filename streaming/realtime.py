@@ -188,7 +188,7 @@ class RealtimeScorer:
         writer = (
             self.plan(kafka_source(self.spark, self.kafka, self.settings))
             .writeStream.format("kafka")
-            .options(**self.kafka.spark_options())
+            .options(**self.kafka.spark_sink_options(linger_ms=0))
             .option("checkpointLocation", str(s.checkpoint_dir))
             .outputMode("update")
             .queryName(f"scorestream-realtime:{s.input_topic}->{s.output_topic}")

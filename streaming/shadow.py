@@ -222,7 +222,7 @@ class ShadowScorer:
         try:
             self._ensure_topic()
             to_shadow_records(compared, self.settings.topic).write.format("kafka").options(
-                **self.kafka.spark_options()
+                **self.kafka.spark_sink_options()
             ).save()
             row = compared.agg(
                 F.count(F.lit(1)).alias("n"),

@@ -47,6 +47,21 @@ def test_sasl_credentials_become_jaas_for_spark_and_stay_native_for_librdkafka()
     assert "sasl.jaas.config" not in native
 
 
+def test_sink_defaults_apply_only_where_the_user_set_nothing() -> None:
+    plain = KafkaSettings("h:9092").spark_sink_options()
+    assert plain["kafka.linger.ms"] == "5"
+    assert plain["kafka.batch.size"] == "262144"
+    assert plain["kafka.compression.type"] == "lz4"
+    assert plain["kafka.bootstrap.servers"] == "h:9092"
+    assert KafkaSettings("h:9092").spark_sink_options(linger_ms=0)["kafka.linger.ms"] == "0"
+    mine = KafkaSettings("h:9092", {"compression.type": "none", "linger.ms": "50"})
+    opts = mine.spark_sink_options(linger_ms=0)
+    assert opts["kafka.compression.type"] == "none"
+    assert opts["kafka.linger.ms"] == "50"
+    assert opts["kafka.batch.size"] == "262144"
+    assert "kafka.batch.size" not in KafkaSettings("h:9092").spark_options()  # not the source
+
+
 def test_repr_masks_secrets() -> None:
     s = KafkaSettings(
         "h:1",
