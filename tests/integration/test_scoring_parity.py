@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pandas as pd
@@ -95,3 +96,31 @@ def test_stream_scores_equal_batch_transform(
         assert int(headers["scorestream.source.partition"]) in range(3)
         assert int(headers["scorestream.source.offset"]) >= 0
         assert int(headers["scorestream.model.version"]) == version
+    # kafka-python subscribers read the same records from the lz4-compressed output.
+    assert _read_with_kafka_python(kafka, output, len(events)) == {
+        r["event_id"]: r["score"] for r in records
+    }
+
+
+def _read_with_kafka_python(kafka: KafkaSettings, topic: str, count: int) -> dict[str, float]:
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=kafka.bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        consumer_timeout_ms=2_000,
+    )
+    scores: dict[str, float] = {}
+    deadline = time.monotonic() + 60
+    try:
+        while len(scores) < count and time.monotonic() < deadline:
+            for message in consumer:  # ends after 2 s without a message
+                record = json.loads(message.value)
+                scores[record["event_id"]] = record["score"]
+                if len(scores) == count:
+                    break
+    finally:
+        consumer.close()
+    return scores
