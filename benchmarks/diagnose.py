@@ -96,11 +96,7 @@ def one_round(spark: Any, raw: Any, entry: Any, model: Any) -> dict[str, float]:
     # Per batch: applying them.
     out["plan_validate_ms"], validated = _timed(lambda: plan.validated(raw))
     out["plan_model_transform_ms"], scored_plan = _timed(lambda: plan.scored(raw))
-    out["plan_to_kafka_ms"], sink = _timed(
-        lambda: plan.kafka(scored_plan, topics, OutputFormat()).select(
-            "topic", "key", "value", "headers"
-        )
-    )
+    out["plan_to_kafka_ms"], sink = _timed(lambda: plan.kafka(scored_plan, topics, OutputFormat()))
     qe = sink._jdf.queryExecution()
     out["optimize_ms"], _ = _timed(lambda: qe.optimizedPlan())
     out["physical_plan_ms"], _ = _timed(lambda: qe.executedPlan())
@@ -108,7 +104,7 @@ def one_round(spark: Any, raw: Any, entry: Any, model: Any) -> dict[str, float]:
     c1, _t1 = cg.read()
     out["codegen_before_exec"] = float(c1 - c0)
     scored = scored_plan.persist(StorageLevel.MEMORY_AND_DISK)
-    sink2 = plan.kafka(scored, topics, OutputFormat()).select("topic", "key", "value", "headers")
+    sink2 = plan.kafka(scored, topics, OutputFormat())
     out["write_noop_ms"], _ = _timed(lambda: sink2.write.format("noop").mode("overwrite").save())
     out["count_by_reason_ms"], _ = _timed(  # as the scorer counts a batch
         lambda: tally(scored.select(REASON).coalesce(1), {REASONS_TALLY: reasons_tally()})

@@ -284,9 +284,7 @@ class Scorer:
             if s.exactly_once:
                 skipped = self._publish_transaction(out, batch_id)
             else:
-                out.select("topic", "key", "value", "headers").write.format("kafka").options(
-                    **self.kafka.spark_sink_options()
-                ).save()
+                out.write.format("kafka").options(**self.kafka.spark_sink_options()).save()
             phases["write"] = time.monotonic() - started - sum(phases.values())
             duration = time.monotonic() - started
             # The previous batch's accounting is done before this one's starts: at most one
@@ -436,9 +434,7 @@ class Scorer:
         if batch_id <= self._sink.last_committed:
             result = self._sink.publish(batch_id, ())
         else:
-            rows = out.select("topic", "key", "value", "headers").toLocalIterator(
-                prefetchPartitions=True
-            )
+            rows = out.toLocalIterator(prefetchPartitions=True)
             records: Iterator[Record] = (
                 (
                     r["topic"],

@@ -156,8 +156,7 @@ class RealtimeScorer:
             writers = load_writer_schemas(self.spark, s.input_format)
         e, fmt = self.entry, s.input_format
         plan = ScoringPlan(raw, self.model, e.version, e.spec, s.validation, fmt, writers)
-        out = plan.kafka(plan.scored(raw), s.topics, s.output_format)
-        return out.select("topic", "key", "value", "headers")
+        return plan.kafka(plan.scored(raw), s.topics, s.output_format)
 
     def preflight(self) -> None:
         s = self.settings

@@ -34,7 +34,7 @@ H_REASON = "scorestream.error.reason"
 H_MESSAGE = "scorestream.error.message"
 H_MODEL = "scorestream.model.version"
 
-# The moment a batch is scored (one value per micro-batch): the score record's `scored_at`.
+# The moment a row was scored (see scoring_clock): the score record's `scored_at`.
 SCORED_AT = "_scored_at"
 
 
@@ -127,8 +127,8 @@ def _score_value(spec: FeatureSpec, output: OutputFormat) -> Column:
 def kafka_columns(
     spec: FeatureSpec, topics: Topics, output: OutputFormat | None = None
 ) -> tuple[Column, ...]:
-    """The Kafka sink row of a scored row: a score for good records, the original bytes for
-    dead-lettered ones (plus `_reason` and `_event_time` for metrics)."""
+    """The Kafka sink row (topic, key, value, headers) of a scored row: a score for good
+    records, the original bytes for dead-lettered ones."""
     from pyspark.sql import functions as F
 
     good = F.col(REASON).isNull()
@@ -150,8 +150,6 @@ def kafka_columns(
         F.when(good, F.col(spec.event_id).cast("binary")).otherwise(F.col("_src_key")).alias("key"),
         F.when(good, score_value).otherwise(F.col("_src_value")).alias("value"),
         F.when(good, score_headers).otherwise(dlq_headers).alias("headers"),
-        F.col(REASON),
-        F.col(spec.event_time).alias("_event_time"),
     )
 
 
