@@ -47,7 +47,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         msg = f"--validation-fraction {args.validation_fraction} must lie strictly between 0 and 1"
         raise ConfigError(msg)
     settings = TrainSettings(
-        registry=Path(args.registry),
+        registry=args.registry,
         estimator=estimator,
         seed=args.seed,
         validation_fraction=args.validation_fraction,
@@ -100,7 +100,7 @@ def cmd_batch_score(args: argparse.Namespace) -> int:
         jars = [str(j) for j in spark_connector_jars()] + extra
         conf = (("spark.jars", ",".join(jars)),)
     spark = spark_session(args, "scorestream-batch-score", conf)
-    result = batch_score(spark, Registry(args.registry), settings)
+    result = batch_score(spark, Registry(args.registry, spark), settings)
     where = " and ".join(
         w
         for w in (
@@ -121,15 +121,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     from models.registry import Registry
 
     check_format(args.format)
-    reg = Registry(args.registry)
-    version = reg.resolve(args.version)
-    spark = None
     conf: tuple[tuple[str, str], ...] = ()
     if args.format == "pmml":
         from models.export_pmml import spark_conf
 
         conf = spark_conf()
     spark = spark_session(args, "scorestream-export", conf)
+    reg = Registry(args.registry, spark)
+    version = reg.resolve(args.version)
     entry, model = reg.load(version)
     path = export(spark, entry, model, args.format, Path(args.output) if args.output else None)
     print(f"v{entry.version} -> {path} ({args.format})")
@@ -138,8 +137,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from models.registry import Registry
+    from scorestream.fs import HadoopPath, location
 
-    reg = Registry(args.registry)
+    if args.action == "export":
+        return cmd_export(args)
+    # A Hadoop root is read through Spark's FileSystem API: start Spark only then.
+    remote = isinstance(location(args.registry), HadoopPath)
+    reg = Registry(args.registry, spark_session(args, "scorestream-models") if remote else None)
     if args.action == "list":
         aliases = {a: (reg.alias(a) or {}).get("version") for a in ("champion", "challenger")}
         versions = reg.versions()
@@ -168,8 +172,6 @@ def cmd_models(args: argparse.Namespace) -> int:
     elif args.action == "rollback":
         record = reg.rollback(args.alias)
         print(f"{args.alias} -> v{record['version']}")
-    elif args.action == "export":
-        return cmd_export(args)
     return 0
 
 

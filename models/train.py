@@ -7,7 +7,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.evaluate import evaluate, score_column
@@ -15,6 +14,7 @@ from models.pipeline import EstimatorSettings, build_pipeline
 from models.profile import build_profile
 from models.registry import ModelVersion, Registry
 from models.spec import FeatureSpec
+from scorestream.fs import Location
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 class TrainSettings:
     """What to train and where to publish it."""
 
-    registry: Path
+    registry: Location | str  # a directory or a Hadoop file-system URI
     estimator: EstimatorSettings = field(default_factory=EstimatorSettings)
     validation_fraction: float = 0.2
     seed: int = 42
@@ -69,7 +69,7 @@ def train(
     profile = build_profile(model.transform(train_df), spec, score_column())
     train_df.unpersist()
 
-    def write(model_dir: Path) -> dict[str, Any]:
+    def write(model_dir: Location) -> dict[str, Any]:
         model.write().save(str(model_dir))
         return {
             "created_at": dt.datetime.now(dt.UTC).isoformat(),
@@ -86,7 +86,7 @@ def train(
             "metrics": metrics,
         }
 
-    registry = Registry(settings.registry)
+    registry = Registry(settings.registry, spark)
     entry = registry.publish(write, profile)
     progress(f"published v{entry.version} to {registry.root} in {time.monotonic() - started:.1f} s")
     if settings.promote:

@@ -94,7 +94,7 @@ def registry_arg(p: argparse.ArgumentParser) -> None:
         "--registry",
         env="SCORESTREAM_REGISTRY",
         default=f"{STATE}/registry",
-        help="model registry root directory",
+        help="model registry root: a directory or a Hadoop URI (hdfs://nn:8020/models)",
     )
 
 

@@ -19,3 +19,7 @@ class ModelError(ScorestreamError):
 
 class DataError(ScorestreamError):
     """Training or scoring data does not match its feature spec."""
+
+
+class AliasConflict(ModelError):
+    """A conditional alias change found the alias moved since the caller read it."""

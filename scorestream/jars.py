@@ -1,4 +1,4 @@
-"""Fetch the pinned jars (Kafka broker, Spark connectors) with Maven into the cache outside git."""
+"""Fetch the pinned jars (Kafka broker, Spark connectors, test HDFS) with Maven into the cache."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ BUNDLES = {
     "kafka-broker": "the Apache Kafka broker and its runtime dependencies",
     "spark-connectors": "Spark's Kafka and Avro connectors",
     "sqlite-jdbc": "the SQLite JDBC driver (batch-score --jdbc-url jdbc:sqlite:...)",
+    "hadoop-minicluster": "a single-node HDFS (MiniDFSCluster) for the integration tests",
 }
 _VERSIONED = re.compile(r"^(?P<name>.+?)-\d[\w.\-]*\.jar$")
 

@@ -21,6 +21,7 @@ from scorestream.cli_common import (
     spark_session,
 )
 from scorestream.errors import ScorestreamError
+from scorestream.fs import location
 from streaming import operations as ops
 from streaming.avro_input import INPUT_FORMATS, InputFormat
 from streaming.job import Scorer, ScorerSettings, validate_settings
@@ -63,7 +64,8 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         "--checkpoint",
         env="SCORESTREAM_CHECKPOINT",
         default="",
-        help="checkpoint directory (empty: .scorestream/checkpoints/<in>--<out>)",
+        help="checkpoint directory or Hadoop URI such as hdfs://nn:8020/ckpt "
+        "(empty: .scorestream/checkpoints/<in>--<out>)",
     )
     opt.add(
         p,
@@ -200,9 +202,9 @@ def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
         input_topic=args.input_topic,
         output_topic=args.output_topic,
         dead_letter_topic=args.dlq_topic,
-        registry=Path(args.registry),
+        registry=location(args.registry),
         model=args.model,
-        checkpoint=Path(args.checkpoint) if args.checkpoint else None,
+        checkpoint=location(args.checkpoint) if args.checkpoint else None,
         trigger_interval=args.trigger_interval,
         max_offsets_per_trigger=args.max_offsets_per_trigger,
         min_partitions=args.min_partitions,

@@ -19,10 +19,11 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from scorestream import fs
 from scorestream.errors import ScorestreamError, StackError
+from scorestream.fs import Location
 from scorestream.kafka import KafkaSettings, describe_error
 
 log = logging.getLogger(__name__)
@@ -31,13 +32,13 @@ log = logging.getLogger(__name__)
 Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
-def query_id(checkpoint: Path, timeout_s: float = 30.0) -> str:
+def query_id(checkpoint: Location, timeout_s: float = 30.0) -> str:
     """Spark's id of the query that owns `checkpoint` (stable across restarts)."""
     path = checkpoint / "metadata"
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            return str(json.loads(path.read_text(encoding="utf-8"))["id"])
+            return str(json.loads(fs.read_text(path))["id"])
         except (OSError, ValueError, KeyError) as exc:
             if time.monotonic() > deadline:
                 msg = f"cannot read the query id from {path}: {exc}"

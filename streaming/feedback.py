@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from models.registry import Registry
-from scorestream.errors import ConfigError, ModelError
+from scorestream.errors import AliasConflict, ConfigError, ModelError
 from scorestream.kafka import KafkaSettings, describe_error
 from streaming.shadow import Compared
 
@@ -293,11 +293,18 @@ class FeedbackLoop:
         if reason is None or not self.settings.auto_promote:
             return figures
         assert figures.challenger_version is not None
-        current = self.registry.alias("champion")
-        if current is None or int(current["version"]) != figures.champion_version:
-            return figures  # someone promoted meanwhile: the window is about to restart
         try:
-            record = self.registry.promote(figures.challenger_version, "champion", reason)
+            # Conditional on the champion the figures were computed against: a promotion or
+            # rollback made meanwhile wins, and the window restarts with the new pair.
+            record = self.registry.promote(
+                figures.challenger_version,
+                "champion",
+                reason,
+                expected=figures.champion_version,
+            )
+        except AliasConflict as exc:
+            log.info("auto-promotion of v%d skipped: %s", figures.challenger_version, exc)
+            return figures
         except ModelError as exc:
             log.error("auto-promotion of v%d failed: %s", figures.challenger_version, exc)
             return figures

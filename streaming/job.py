@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from models.registry import Registry
 from scorestream.errors import ConfigError, ScorestreamError
+from scorestream.fs import Location
 from scorestream.kafka import KafkaSettings
 from scorestream.tally import Tallied, Tally, tally
 from streaming import preflight
@@ -42,9 +43,9 @@ class ScorerSettings:
     input_topic: str = "features"
     output_topic: str = "scores"
     dead_letter_topic: str = ""
-    registry: Path = Path(".scorestream/registry")
+    registry: Location = Path(".scorestream/registry")  # or an hdfs:// (any Hadoop) URI
     model: str = "champion"
-    checkpoint: Path | None = None
+    checkpoint: Location | None = None
     trigger_interval: str = ""
     max_offsets_per_trigger: int | None = None
     min_partitions: int | None = None
@@ -83,7 +84,7 @@ class ScorerSettings:
         )
 
     @property
-    def checkpoint_dir(self) -> Path:
+    def checkpoint_dir(self) -> Location:
         return self.checkpoint or Path(".scorestream/checkpoints") / (
             f"{self.input_topic}--{self.output_topic}"
         )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
+from scorestream import fs
 from scorestream.errors import ConfigError
+from scorestream.fs import Location
 from scorestream.kafka import KafkaSettings, ensure_topics, topic_partitions, wait_for_metadata
 
 MANIFEST = "scorestream.json"
@@ -47,16 +48,16 @@ def check_topics(
     return created
 
 
-def _spark_source_topics(checkpoint: Path) -> set[str]:
+def _spark_source_topics(checkpoint: Location) -> set[str]:
     """Topics named in the newest offset log entry of a Spark checkpoint (empty if none)."""
     offsets = checkpoint / "offsets"
-    if not offsets.is_dir():
-        return set()
-    entries = sorted((p for p in offsets.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    store = fs.store(offsets)
+    entries = sorted((n for n in store.names(offsets) if n.isdigit()), key=int)
     if not entries:
         return set()
     topics: set[str] = set()
-    for line in entries[-1].read_text(encoding="utf-8").splitlines()[2:]:
+    newest = store.read_bytes(offsets / entries[-1]).decode("utf-8")
+    for line in newest.splitlines()[2:]:
         try:
             offsets_json = json.loads(line)
         except ValueError:
@@ -66,12 +67,13 @@ def _spark_source_topics(checkpoint: Path) -> set[str]:
     return topics
 
 
-def check_checkpoint(checkpoint: Path, wanted: Mapping[str, Any]) -> None:
+def check_checkpoint(checkpoint: Location, wanted: Mapping[str, Any]) -> None:
     """Refuse a checkpoint written by a query that read or wrote other topics, or other mode."""
     manifest = checkpoint / MANIFEST
-    if manifest.is_file():
+    store = fs.store(manifest)
+    if store.is_file(manifest):
         try:
-            saved = json.loads(manifest.read_text(encoding="utf-8"))
+            saved = json.loads(store.read_bytes(manifest).decode("utf-8"))
         except ValueError as exc:
             msg = f"{manifest} is not valid JSON ({exc}); the checkpoint is damaged"
             raise ConfigError(msg) from exc
@@ -95,8 +97,8 @@ def check_checkpoint(checkpoint: Path, wanted: Mapping[str, Any]) -> None:
         raise ConfigError(msg)
 
 
-def write_manifest(checkpoint: Path, wanted: Mapping[str, Any]) -> None:
-    checkpoint.mkdir(parents=True, exist_ok=True)
-    tmp = checkpoint / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(dict(wanted), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp.replace(checkpoint / MANIFEST)
+def write_manifest(checkpoint: Location, wanted: Mapping[str, Any]) -> None:
+    store = fs.store(checkpoint)
+    store.mkdirs(checkpoint)
+    data = json.dumps(dict(wanted), indent=2, sort_keys=True) + "\n"
+    fs.write_atomic(store, checkpoint / MANIFEST, data.encode("utf-8"))
