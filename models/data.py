@@ -9,10 +9,10 @@ categoricals as string, the label as double 0/1.
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from models.spec import FeatureSpec
+from scorestream import fs
 from scorestream.errors import DataError
 
 if TYPE_CHECKING:
@@ -34,15 +34,20 @@ def detect_format(path: str, fmt: str | None = None) -> str:
     for known in FORMATS:
         if name.endswith(f".{known}") or name.endswith(f".{known}.gz"):
             return known
-    if Path(path).is_dir() and any(Path(path).glob("*.parquet")):
+    where = fs.location(path)
+    if any(n.endswith(".parquet") for n in fs.store(where).names(where)):
         return "parquet"
     msg = f"cannot tell the format of {path!r} from its name; pass --format csv or parquet"
     raise DataError(msg)
 
 
 def fingerprint(path: str) -> str:
-    """sha256 over the file's bytes (all part files of a directory, in name order)."""
-    root = Path(path)
+    """sha256 over the file's bytes (all part files of a directory, in name order); on a Hadoop
+    file system over the names, sizes and modification times (reading it all would be slow)."""
+    where = fs.location(path)
+    if isinstance(where, fs.HadoopPath):
+        return _listing_fingerprint(where)
+    root = where
     if not root.exists():
         return f"unreadable:{path}"
     files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
@@ -57,10 +62,28 @@ def fingerprint(path: str) -> str:
     return f"sha256:{digest.hexdigest()}"
 
 
+def _listing_fingerprint(root: fs.HadoopPath) -> str:
+    from pyspark import SparkContext
+
+    sc = SparkContext._active_spark_context
+    if sc is None:
+        return f"unreadable:{root}"
+    jpath = sc._jvm.org.apache.hadoop.fs.Path(str(root))
+    files = jpath.getFileSystem(sc._jsc.hadoopConfiguration()).listFiles(jpath, True)
+    digest = hashlib.sha256()
+    while files.hasNext():
+        status = files.next()
+        name = str(status.getPath().getName())
+        if not name.startswith((".", "_")):
+            digest.update(f"{name}:{status.getLen()}:{status.getModificationTime()}\n".encode())
+    return f"listing-sha256:{digest.hexdigest()}"
+
+
 def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFrame:
     """The raw file as a DataFrame (CSV read as text, so a bad value can be shown as written)."""
     kind = detect_format(path, fmt)
-    if not path.startswith(("s3a://", "hdfs://", "file://")) and not Path(path).exists():
+    where = fs.location(path)
+    if not fs.store(where, spark).exists(where):
         msg = f"data file {path} does not exist"
         raise DataError(msg)
     try:

@@ -14,6 +14,11 @@ from typing import Any
 
 import pytest
 
+# Heavier servers some tests need, each in its own module (session-scoped, stopped by pid).
+# Imported, not `pytest_plugins`: pytest refuses that in a conftest below the top level when
+# the run starts at tests/ or the repository root.
+from fixtures_hdfs import hdfs  # noqa: F401
+
 from models.registry import Registry
 from models.train import TrainSettings, synthetic_frame, train
 from producers.generator import SPEC
