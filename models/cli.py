@@ -88,18 +88,12 @@ def cmd_batch_score(args: argparse.Namespace) -> int:
         mode=args.mode,
         keep_columns=args.keep_columns,
     )
-    extra = [j for j in args.jars.split(",") if j.strip()] if args.jars else []
+    extra = [j.strip() for j in args.jars.split(",") if j.strip()] if args.jars else []
     if settings.jdbc_url and settings.driver() == "org.sqlite.JDBC":
         from scorestream.jars import ensure
 
         extra += [str(j) for j in sorted(ensure("sqlite-jdbc").glob("*.jar"))]
-    conf: tuple[tuple[str, str], ...] = ()
-    if extra:
-        from scorestream.jars import spark_connector_jars
-
-        jars = [str(j) for j in spark_connector_jars()] + extra
-        conf = (("spark.jars", ",".join(jars)),)
-    spark = spark_session(args, "scorestream-batch-score", conf)
+    spark = spark_session(args, "scorestream-batch-score", extra_jars=tuple(extra))
     result = batch_score(spark, Registry(args.registry, spark), settings)
     where = " and ".join(
         w
@@ -121,12 +115,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from models.registry import Registry
 
     check_format(args.format)
-    conf: tuple[tuple[str, str], ...] = ()
+    extra: tuple[str, ...] = ()
     if args.format == "pmml":
-        from models.export_pmml import spark_conf
+        from models.export_pmml import pmml_jars
 
-        conf = spark_conf()
-    spark = spark_session(args, "scorestream-export", conf)
+        extra = tuple(str(j) for j in pmml_jars())
+    spark = spark_session(args, "scorestream-export", extra_jars=extra)
     reg = Registry(args.registry, spark)
     version = reg.resolve(args.version)
     entry, model = reg.load(version)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from models.spec import FeatureSpec
 from scorestream import fs
-from scorestream.errors import DataError
+from scorestream.errors import DataError, ScorestreamError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -63,19 +63,14 @@ def fingerprint(path: str) -> str:
 
 
 def _listing_fingerprint(root: fs.HadoopPath) -> str:
-    from pyspark import SparkContext
-
-    sc = SparkContext._active_spark_context
-    if sc is None:
+    try:
+        files = fs.HadoopStore(root.scheme).files(root)
+    except (OSError, ScorestreamError):
         return f"unreadable:{root}"
-    jpath = sc._jvm.org.apache.hadoop.fs.Path(str(root))
-    files = jpath.getFileSystem(sc._jsc.hadoopConfiguration()).listFiles(jpath, True)
     digest = hashlib.sha256()
-    while files.hasNext():
-        status = files.next()
-        name = str(status.getPath().getName())
-        if not name.startswith((".", "_")):
-            digest.update(f"{name}:{status.getLen()}:{status.getModificationTime()}\n".encode())
+    for name, size, modified in files:
+        if not name.rsplit("/", 1)[-1].startswith((".", "_")):
+            digest.update(f"{name}:{size}:{modified}\n".encode())
     return f"listing-sha256:{digest.hexdigest()}"
 
 

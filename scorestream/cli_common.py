@@ -53,7 +53,39 @@ def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
 
 def spark_args(p: argparse.ArgumentParser) -> None:
     opt.add(
-        p, "--master", env="SCORESTREAM_SPARK_MASTER", default="local[*]", help="Spark master URL"
+        p,
+        "--master",
+        env="SCORESTREAM_SPARK_MASTER",
+        default=None,
+        help="Spark master URL (unset: spark-submit's --master or spark.master, else local[*])",
+    )
+    p.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="spark_conf",
+        help="any Spark setting, repeatable, as with spark-submit; wins over scorestream's own "
+        "[env: none, default: none]",
+    )
+    opt.add(
+        p,
+        "--connector-jars",
+        env="SCORESTREAM_CONNECTOR_JARS",
+        default="fetch",
+        choices=["fetch", "provided"],
+        help="fetch Spark's Kafka/Avro connectors with Maven, or use the ones the cluster or "
+        "spark-submit --packages/--jars provides",
+    )
+    opt.add(
+        p,
+        "--spark-ui",
+        env="SCORESTREAM_SPARK_UI",
+        default=False,
+        type=opt.bool_flag,
+        nargs="?",
+        const=True,
+        help="turn Spark's web UI on (port 4040 of the driver host, or spark.ui.port)",
     )
     opt.add(
         p,
@@ -72,10 +104,14 @@ def spark_args(p: argparse.ArgumentParser) -> None:
 
 
 def spark_session(
-    args: argparse.Namespace, app: str, conf: tuple[tuple[str, str], ...] = ()
+    args: argparse.Namespace,
+    app: str,
+    conf: tuple[tuple[str, str], ...] = (),
+    extra_jars: tuple[str, ...] = (),
 ) -> SparkSession:
-    """The SparkSession of the shared --master/--driver-* flags, plus extra settings via `conf`."""
-    from scorestream.spark import SparkSettings, session
+    """The SparkSession of the shared Spark flags; a command's own `conf` and `extra_jars`
+    come first, the user's --conf last (it wins)."""
+    from scorestream.spark import SparkSettings, parse_conf, session
 
     return session(
         SparkSettings(
@@ -83,7 +119,10 @@ def spark_session(
             app_name=app,
             driver_memory=args.driver_memory,
             driver_host=args.driver_host,
-            conf=conf,
+            ui=args.spark_ui,
+            connectors=args.connector_jars,
+            extra_jars=extra_jars,
+            conf=(*conf, *parse_conf(args.spark_conf)),
         )
     )
 

@@ -263,6 +263,21 @@ class HadoopStore:
 
         self._call("write", path, write)
 
+    def files(self, path: Location) -> list[tuple[str, int, int]]:
+        """(path below `path`, bytes, modification ms) of every file under it, in name order."""
+        prefix = len(str(self._jpath(path).toUri().getPath()).rstrip("/")) + 1
+
+        def walk() -> list[tuple[str, int, int]]:
+            found = self._fs(path).listFiles(self._jpath(path), True)
+            rows = []
+            while found.hasNext():
+                status = found.next()
+                name = str(status.getPath().toUri().getPath())[prefix:]
+                rows.append((name, int(status.getLen()), int(status.getModificationTime())))
+            return sorted(rows)
+
+        return list(self._call("list", path, walk))
+
     def mkdirs(self, path: Location) -> None:
         self._call("create directory", path, lambda: self._fs(path).mkdirs(self._jpath(path)))
 

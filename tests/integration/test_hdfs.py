@@ -152,7 +152,8 @@ def test_train_then_score_with_an_hdfs_checkpoint_survives_kill_9(
     started = time.monotonic()
     registry, checkpoint = hdfs.path("crash", "registry"), hdfs.path("crash", "checkpoint")
     spark_flags = ["--master", "local[2]", "--driver-memory", "1g"]
-    text = _cli(["train", "--registry", registry, "--rows", "4000", *spark_flags], tmp_path / "t")
+    train_args = ["train", "--registry", registry, "--rows", "4000", *spark_flags]
+    text = _cli(train_args, tmp_path / "train.log", timeout_s=600)
     assert f"v1 ({registry}/versions/v1)" in text
     source, output = topic_factory("hdfs-in"), topic_factory("hdfs-out")
     events = [e | {"event_time": EVENT_TIME + i} for i, e in enumerate(iter_events(EVENTS, 62))]
