@@ -1,4 +1,5 @@
-"""The unchanged `scorestream score` on a Spark standalone cluster scores exactly as local mode.
+"""The unchanged `scorestream score` on a Spark standalone cluster scores exactly as local mode,
+and so does the spark-submit line of docs/deployment.md, run as written.
 
 A master and one worker are started from pyspark's own launcher (`bin/spark-class`) on
 127.0.0.1 with free ports, and stopped by the pids (process groups) this test started. The
@@ -175,6 +176,96 @@ def _scores(kafka: KafkaSettings, topic: str, count: int, timeout_s: float) -> d
     return seen
 
 
+DEPLOYMENT = Path(__file__).resolve().parents[2] / "docs" / "deployment.md"
+SUBMIT_MARK = "<!-- spark-submit line: run as written by test_spark_standalone.py -->"
+SUBMITTED_APP = "scorestream-scorer-submitted"  # the line's --conf spark.app.name
+
+
+def _documented_submit_line() -> str:
+    """The bash block that follows the marker in docs/deployment.md, as users copy it."""
+    text = DEPLOYMENT.read_text(encoding="utf-8")
+    assert SUBMIT_MARK in text, f"{DEPLOYMENT} lost its spark-submit marker"
+    block = text.split(SUBMIT_MARK, 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    assert "spark-submit" in block and "--connector-jars provided" in block
+    return block
+
+
+def _driver_pid(group: int) -> int | None:
+    """The scorestream Python driver spark-submit started in process group `group`."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        pgid = int(stat.rsplit(")", 1)[1].split()[2])
+        words = [w.decode(errors="replace") for w in cmdline]
+        is_python = bool(words) and "python" in Path(words[0]).name
+        if pgid == group and is_python and any(w.endswith("scorestream/cli.py") for w in words):
+            return int(entry.name)
+    return None
+
+
+def _submit_documented_line(
+    standalone: Standalone,
+    kafka: KafkaSettings,
+    registry: Registry,
+    source: str,
+    tmp_path: Path,
+    topic_factory: Callable[..., str],
+) -> tuple[dict[str, Any], str, int]:
+    """Run the documented spark-submit line against the cluster; (scores, log, exit code)."""
+    out_topic = topic_factory("standalone-submit-out")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")}
+    env.update(
+        {
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+            "SPARK_LOCAL_IP": "127.0.0.1",
+            "SPARK_MASTER": standalone.url,
+            "DRIVER_HOST": "127.0.0.1",
+            "SCORESTREAM_BOOTSTRAP": kafka.bootstrap,
+            "SCORESTREAM_REGISTRY": str(registry.root),
+            "SCORESTREAM_CHECKPOINT": str(tmp_path / "ckpt-submit"),
+            "SCORESTREAM_INPUT_TOPIC": source,
+            "SCORESTREAM_OUTPUT_TOPIC": out_topic,
+            "SCORESTREAM_DLQ_TOPIC": f"{out_topic}.dlq",
+            "SCORESTREAM_METRICS_PORT": "0",
+        }
+    )
+    env.pop("PYSPARK_DRIVER_PYTHON", None)
+    env.pop("PYSPARK_PYTHON", None)
+    log = tmp_path / "submit.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(
+            ["bash", "-euo", "pipefail", "-c", _documented_submit_line()],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+
+        def submitted_on_cluster() -> bool:
+            apps = standalone.master_state()["activeapps"]
+            return any(a["name"] == SUBMITTED_APP and a["cores"] > 0 for a in apps)
+
+        _poll("spark-submit's scorer registered with the master", submitted_on_cluster, 240, proc)
+        scores = _scores(kafka, out_topic, EVENTS, timeout_s=300)
+        driver = _driver_pid(proc.pid)
+        assert driver is not None, "no scorestream driver under spark-submit"
+        os.kill(driver, signal.SIGTERM)  # the CLI's handler: finish the batch, stop
+        try:
+            code = proc.wait(timeout=180)
+        except subprocess.TimeoutExpired:
+            code = -1
+    finally:
+        _stop_group(proc)
+    return scores, log.read_text(errors="replace"), code
+
+
 def _count(kafka: KafkaSettings, topic: str, at_least: int, timeout_s: float) -> int:
     c = consumer(kafka, topic)
     n = 0
@@ -288,14 +379,28 @@ def test_standalone_cluster_scores_equal_local_mode(
     assert code == 0, f"scorer on the cluster exited {code}:\n{output[-3000:]}"
     assert f"stopped: {total} records in, {EVENTS} scored, {len(BAD)} dead-lettered" in output
 
+    # The spark-submit line of docs/deployment.md, as written: spark-submit's master and jars.
+    started = time.monotonic()
+    submitted, submit_log, submit_code = _submit_documented_line(
+        standalone, kafka, trained_registry, source, tmp_path, topic_factory
+    )
+    submit_s = time.monotonic() - started
+    assert submit_code == 0, f"spark-submit exited {submit_code}:\n{submit_log[-3000:]}"
+    assert f"stopped: {total} records in, {EVENTS} scored" in submit_log, submit_log[-3000:]
+    assert "fetching" not in submit_log  # --connector-jars provided: no Maven
+
     local = _scores(kafka, local_out, EVENTS, timeout_s=60)
     assert len(local) == EVENTS
     assert set(on_cluster) == set(local) == {str(e["event_id"]) for e in events}
     worst = max(abs(on_cluster[k]["score"] - local[k]["score"]) for k in local)
     assert worst <= 1e-12, f"cluster and local scores differ by up to {worst}"
+    assert set(submitted) == set(local)
+    worst_submit = max(abs(submitted[k]["score"] - local[k]["score"]) for k in local)
+    assert worst_submit <= 1e-12, f"spark-submit and local scores differ by {worst_submit}"
     assert all(on_cluster[k]["model_version"] == local[k]["model_version"] for k in local)
     assert dead_on_cluster == len(BAD) == _count(kafka, f"{local_out}.dlq", len(BAD), 60)
     print(
         f"{EVENTS} events + {len(BAD)} bad: local mode {local_s:.0f} s, standalone cluster "
-        f"{cluster_s:.0f} s (CLI start to stop); max score difference {worst:.1e}"
+        f"{cluster_s:.0f} s (CLI start to stop), spark-submit {submit_s:.0f} s; max score "
+        f"difference {worst:.1e} (spark-submit {worst_submit:.1e})"
     )
