@@ -28,9 +28,9 @@ from scorestream import fs
 from scorestream.errors import ModelError
 from scorestream.kafka import KafkaSettings
 
-EVENTS = 20_000
-BATCH = 2_000
-KILL_AT = 6_000  # output records seen before the kill -9
+EVENTS = 10_000
+BATCH = 2_500
+KILL_AT = 3_000  # output records seen before the kill -9
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +152,7 @@ def test_train_then_score_with_an_hdfs_checkpoint_survives_kill_9(
     started = time.monotonic()
     registry, checkpoint = hdfs.path("crash", "registry"), hdfs.path("crash", "checkpoint")
     spark_flags = ["--master", "local[2]", "--driver-memory", "1g"]
-    train_args = ["train", "--registry", registry, "--rows", "4000", *spark_flags]
+    train_args = ["train", "--registry", registry, "--rows", "2000", *spark_flags]
     text = _cli(train_args, tmp_path / "train.log", timeout_s=600)
     assert f"v1 ({registry}/versions/v1)" in text
     source, output = topic_factory("hdfs-in"), topic_factory("hdfs-out")
