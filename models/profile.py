@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from models.spec import FeatureSpec
+from scorestream.models.spec import FeatureSpec
 from scorestream.tally import Tally, tally
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import numpy.typing as npt
 
-from monitoring.errors import DriftError
+from scorestream.monitoring.errors import DriftError
 
 MISSING = -1
 

@@ -25,9 +25,9 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitoring.drift import FeatureDrift
-from monitoring.errors import MetricsError
-from monitoring.histogram import BulkHistogram
+from scorestream.monitoring.drift import FeatureDrift
+from scorestream.monitoring.errors import MetricsError
+from scorestream.monitoring.histogram import BulkHistogram
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.spec import FeatureSpec
 from scorestream.avro import EVENT_SCHEMA, read_schema, schemas_in
 from scorestream.errors import ConfigError
-from streaming.validate import SOURCE_COLUMNS, Decoded, Raw, decoded_fields, source_columns
+from scorestream.models.spec import FeatureSpec
+from scorestream.streaming.validate import (
+    SOURCE_COLUMNS,
+    Decoded,
+    Raw,
+    decoded_fields,
+    source_columns,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession

@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from monitoring.cli import metrics_args, monitor_settings
 from scorestream import options as opt
 from scorestream.avro import EVENT_SCHEMA
 from scorestream.cli_common import (
@@ -21,12 +20,13 @@ from scorestream.cli_common import (
     spark_session,
 )
 from scorestream.errors import ScorestreamError
-from streaming import operations as ops
-from streaming.avro_input import INPUT_FORMATS, InputFormat
-from streaming.job import Scorer, ScorerSettings, validate_settings
-from streaming.monitor import ScorerMonitor
-from streaming.scoring import OUTPUT_FORMATS, OutputFormat
-from streaming.validate import ValidationSettings
+from scorestream.monitoring.cli import metrics_args, monitor_settings
+from scorestream.streaming import operations as ops
+from scorestream.streaming.avro_input import INPUT_FORMATS, InputFormat
+from scorestream.streaming.job import Scorer, ScorerSettings, validate_settings
+from scorestream.streaming.monitor import ScorerMonitor
+from scorestream.streaming.scoring import OUTPUT_FORMATS, OutputFormat
+from scorestream.streaming.validate import ValidationSettings
 
 
 def scorer_args(p: argparse.ArgumentParser) -> None:

@@ -8,12 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.evaluate import score_column
-from models.spec import FeatureSpec
 from scorestream.avro import SCORE_SCHEMA, read_schema
 from scorestream.errors import ConfigError
-from streaming.avro_input import InputFormat, WriterSchemas, decode_avro
-from streaming.validate import (
+from scorestream.models.evaluate import score_column
+from scorestream.models.spec import FeatureSpec
+from scorestream.streaming.avro_input import InputFormat, WriterSchemas, decode_avro
+from scorestream.streaming.validate import (
     MESSAGE,
     REASON,
     Decoded,

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.spec import FeatureSpec
 from scorestream.errors import ConfigError
+from scorestream.models.spec import FeatureSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
