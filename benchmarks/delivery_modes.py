@@ -14,9 +14,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from scorestream.contract.synthetic import SPEC
 from scorestream.kafka import KafkaSettings, ensure_topics
 from scorestream.models.train import TrainSettings, synthetic_frame, train
-from scorestream.producers.generator import SPEC
 from scorestream.producers.publisher import ProduceSettings, publish
 from scorestream.producers.subscriber import ScoreSummary, iter_scores
 from scorestream.spark import SparkSettings, session

@@ -52,8 +52,8 @@ def kafka_rows(spark: Any, rows: int, seed: int) -> Any:
         TimestampType,
     )
 
+    from scorestream.contract.synthetic import iter_events
     from scorestream.producers.encoding import encode_json
-    from scorestream.producers.generator import iter_events
 
     now = int(time.time() * 1000)
     stamp = dt.datetime.now(dt.UTC)

@@ -47,10 +47,10 @@ def _spark(app: str) -> Any:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Train one model into a fresh registry and export its coefficients card."""
+    from scorestream.contract.synthetic import SPEC
     from scorestream.models.export import export
     from scorestream.models.registry import Registry
     from scorestream.models.train import TrainSettings, synthetic_frame, train
-    from scorestream.producers.generator import SPEC
 
     spark = _spark("bench-prepare")
     try:

@@ -12,8 +12,8 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import DataError
-from scorestream.models.spec import FeatureSpec
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession

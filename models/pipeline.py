@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
-from scorestream.models.spec import FeatureSpec
 
 if TYPE_CHECKING:
     from pyspark.ml import Pipeline

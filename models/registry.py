@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError
-from scorestream.models.spec import FeatureSpec
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel

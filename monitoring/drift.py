@@ -21,8 +21,8 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from scorestream.monitoring.binning import MISSING, bin_index, category_index, count_bins
-from scorestream.monitoring.errors import DriftError
+from scorestream.contract.bins import MISSING, bin_index, category_index, count_bins
+from scorestream.errors import DriftError
 from scorestream.monitoring.reference import SCORE_KEY, ReferenceProfile, build_profile_numpy
 from scorestream.monitoring.window import DriftWindow, WindowTotals
 

@@ -65,8 +65,8 @@ def _end_offsets(kafka: KafkaSettings, topic: str) -> str:
 
 
 def run_demo(settings: DemoSettings) -> int:
+    from scorestream.contract.synthetic import SPEC
     from scorestream.models.train import TrainSettings, synthetic_frame, train
-    from scorestream.producers.generator import SPEC
     from scorestream.producers.publisher import ProduceSettings, publish
     from scorestream.producers.subscriber import ScoreSummary, iter_scores
     from scorestream.spark import session

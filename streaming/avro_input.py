@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scorestream.avro import EVENT_SCHEMA, read_schema, schemas_in
+from scorestream.contract.formats import FORMATS
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
-from scorestream.models.spec import FeatureSpec
 from scorestream.streaming.validate import (
     SOURCE_COLUMNS,
     Decoded,
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INPUT_FORMATS = ("json", "avro", "confluent-avro")
+INPUT_FORMATS = FORMATS
 HEADER_BYTES = 5
 
 

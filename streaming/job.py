@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+from scorestream.contract.reasons import REASONS
 from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
@@ -26,7 +27,7 @@ from scorestream.streaming.avro_input import (
 from scorestream.streaming.exactly_once import Record, TransactionalSink, query_id
 from scorestream.streaming.model_holder import ModelHolder
 from scorestream.streaming.scoring import OutputFormat, ScoringPlan, Topics
-from scorestream.streaming.validate import REASON, REASONS, ValidationSettings
+from scorestream.streaming.validate import REASON, ValidationSettings
 from scorestream.tally import Tallied, Tally, tally
 
 if TYPE_CHECKING:

@@ -9,9 +9,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from scorestream.avro import SCORE_SCHEMA, read_schema
+from scorestream.contract.formats import FORMATS
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
 from scorestream.models.evaluate import score_column
-from scorestream.models.spec import FeatureSpec
 from scorestream.streaming.avro_input import InputFormat, WriterSchemas, decode_avro
 from scorestream.streaming.validate import (
     MESSAGE,
@@ -38,7 +39,7 @@ H_MODEL = "scorestream.model.version"
 SCORED_AT = "_scored_at"
 
 
-OUTPUT_FORMATS = ("json", "avro", "confluent-avro")
+OUTPUT_FORMATS = FORMATS
 
 
 @dataclass(frozen=True)

@@ -16,11 +16,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError
 from scorestream.kafka import KafkaSettings, ensure_topics
 from scorestream.models.evaluate import score_column
 from scorestream.models.registry import Registry
-from scorestream.models.spec import FeatureSpec
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.streaming.job import BatchStats
 from scorestream.streaming.model_holder import check_compatible

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings, ensure_topics, wait_for_metadata
 from scorestream.models.registry import Registry
-from scorestream.producers.generator import iter_events
 from scorestream.producers.publisher import ProduceSettings, publish
 from scorestream.producers.subscriber import consumer
 from scorestream.stack import LocalKafka, StackSettings, free_port_block, pid_alive

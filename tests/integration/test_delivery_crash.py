@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from streamkit import EVENT_TIME, kill_group, read_ids, scorer_process
 
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
-from scorestream.producers.generator import iter_events
 from scorestream.producers.publisher import ProduceSettings, publish
 from scorestream.producers.subscriber import consumer
 

@@ -24,12 +24,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 from streamkit import EVENT_TIME, clone_version, headers, read_quiet
 
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.monitoring.settings import MonitorSettings
 from scorestream.producers.encoding import encode_json
-from scorestream.producers.generator import iter_events
 from scorestream.producers.publisher import Publisher
 from scorestream.streaming.job import Scorer, ScorerSettings
 from scorestream.streaming.model_holder import ModelHolder

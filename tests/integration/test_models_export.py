@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from scorestream.contract.synthetic import SPEC, generate_columns
 from scorestream.errors import ModelError
 from scorestream.models.evaluate import score_column
 from scorestream.models.export import export
@@ -19,7 +20,6 @@ from scorestream.models.export_onnx import export_onnx, onnx_scores
 from scorestream.models.export_pmml import pmml_scores
 from scorestream.models.registry import ModelVersion, Registry
 from scorestream.models.scorer import CoefficientScorer
-from scorestream.producers.generator import SPEC, generate_columns
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 2000

@@ -36,12 +36,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from scipy.spatial.distance import jensenshannon
 from streamkit import clone_version
 
+from scorestream.contract.synthetic import SPEC, Drift, iter_events
 from scorestream.kafka import KafkaSettings, ensure_topics
 from scorestream.models.registry import Registry
 from scorestream.monitoring.dashboard import DASHBOARD, RULES, dashboard_exprs, rule_exprs
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.monitoring.settings import MonitorSettings
-from scorestream.producers.generator import SPEC, Drift, iter_events
 from scorestream.producers.publisher import ProduceSettings, Publisher, publish
 from scorestream.producers.subscriber import consumer
 from scorestream.streaming.job import Scorer, ScorerSettings

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from scorestream.cli import main
+from scorestream.contract.synthetic import SPEC, Drift, iter_events
 from scorestream.models.registry import Registry
-from scorestream.producers.generator import SPEC, Drift, iter_events
 
 
 def _rows(out: str) -> dict[str, tuple[str, float, float, str]]:

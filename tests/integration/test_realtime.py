@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 from streamkit import EVENT_TIME, headers, read, running, wait_for
 
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
 from scorestream.producers.encoding import encode_json
-from scorestream.producers.generator import iter_events
 from scorestream.producers.publisher import Publisher
 from scorestream.streaming.job import ScorerSettings
 from scorestream.streaming.realtime import RealtimeScorer, RealtimeSettings

@@ -24,11 +24,11 @@ from typing import Any
 import pytest
 from streamkit import EVENT_TIME, read, wait_for
 
+from scorestream.contract.synthetic import iter_events
 from scorestream.errors import StackError
 from scorestream.kafka import KafkaSettings, ensure_topics, wait_for_metadata
 from scorestream.models.registry import Registry
 from scorestream.producers.encoding import encode_json
-from scorestream.producers.generator import iter_events
 from scorestream.producers.publisher import Publisher
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 from scorestream.streaming.job import Scorer, ScorerSettings

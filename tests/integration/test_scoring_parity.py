@@ -9,10 +9,10 @@ from typing import Any
 import pandas as pd
 from streamkit import EVENT_TIME, read, running
 
+from scorestream.contract.synthetic import SPEC, iter_events
 from scorestream.kafka import KafkaSettings
 from scorestream.models.evaluate import score_column
 from scorestream.models.registry import Registry
-from scorestream.producers.generator import SPEC, iter_events
 from scorestream.producers.publisher import ProduceSettings, publish
 from scorestream.streaming.job import ScorerSettings
 

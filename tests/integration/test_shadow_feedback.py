@@ -27,13 +27,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 from streamkit import EVENT_TIME, read_quiet
 
+from scorestream.contract.synthetic import SPEC, generate_columns
 from scorestream.kafka import KafkaSettings
 from scorestream.models.evaluate import score_column
 from scorestream.models.registry import Registry
 from scorestream.models.train import TrainSettings, train
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.producers.encoding import encode_json
-from scorestream.producers.generator import SPEC, generate_columns
 from scorestream.producers.publisher import Publisher
 from scorestream.streaming.feedback import FeedbackLoop, FeedbackSettings
 from scorestream.streaming.job import Scorer, ScorerSettings

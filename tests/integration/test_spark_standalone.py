@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
-from scorestream.producers.generator import iter_events
 from scorestream.producers.publisher import Publisher
 from scorestream.producers.subscriber import consumer
 from scorestream.streaming.job import Scorer, ScorerSettings

@@ -10,10 +10,10 @@ from typing import Any
 from streamkit import EVENT_TIME, headers, read, running, wait_for
 
 from scorestream.avro import EVENT_SCHEMA, avro_encoder, read_schema
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
 from scorestream.producers.encoding import decoder
-from scorestream.producers.generator import iter_events
 from scorestream.producers.publisher import ProduceSettings, Publisher, publish
 from scorestream.streaming.avro_input import InputFormat
 from scorestream.streaming.job import ScorerSettings

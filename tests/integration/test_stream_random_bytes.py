@@ -9,15 +9,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scorestream.avro import EVENT_SCHEMA, avro_encoder
+from scorestream.contract.reasons import REASONS
+from scorestream.contract.synthetic import iter_events
 from scorestream.models.registry import Registry
-from scorestream.producers.generator import iter_events
 from scorestream.streaming.avro_input import (
     InputFormat,
     limit_decoder_allocations,
     load_writer_schemas,
 )
 from scorestream.streaming.scoring import ScoringPlan
-from scorestream.streaming.validate import REASON, REASONS, ValidationSettings
+from scorestream.streaming.validate import REASON, ValidationSettings
 
 HEADER = b"\x00\x00\x00\x00\x01"
 EVENT = next(iter(iter_events(1, seed=3))) | {"event_time": 1_767_225_600_000}

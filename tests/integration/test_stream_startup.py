@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from streamkit import EVENT_TIME, running, wait_for
 
+from scorestream.contract.synthetic import iter_events
 from scorestream.errors import ConfigError, ModelError, StackError
 from scorestream.kafka import KafkaSettings, topic_partitions
 from scorestream.models.registry import Registry
-from scorestream.producers.generator import iter_events
 from scorestream.producers.publisher import ProduceSettings, publish
 from scorestream.streaming.job import Scorer, ScorerSettings
 

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
+from scorestream.contract.bins import category_bin, numeric_bin
 from scorestream.errors import ScorestreamError
-from scorestream.models.profile import bin_counts, category_bin, numeric_bin
+from scorestream.models.profile import bin_counts
 from scorestream.monitoring.counting import BinCounter
 from scorestream.monitoring.reference import SCORE_KEY, CategoricalReference, NumericReference
 from scorestream.monitoring.reference import ReferenceProfile as Profile

@@ -9,7 +9,7 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
 
-from scorestream.errors import ScorestreamError
+from scorestream.errors import DriftError, ScorestreamError
 from scorestream.monitoring.drift import (
     EPSILON,
     MISSING,
@@ -25,7 +25,6 @@ from scorestream.monitoring.drift import (
     js_distance,
     psi,
 )
-from scorestream.monitoring.errors import DriftError
 
 pytestmark = pytest.mark.unit
 

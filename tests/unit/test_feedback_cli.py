@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from scorestream.cli import build_parser, main
+from scorestream.cli import operations as ops
+from scorestream.cli.streaming import scorer_settings
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings
-from scorestream.streaming import operations as ops
-from scorestream.streaming.cli import scorer_settings
 from scorestream.streaming.feedback import FeedbackLoop
 from scorestream.streaming.shadow import ShadowScorer
 

@@ -11,20 +11,16 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from scorestream.cli.monitoring import metrics_args, monitor_settings, port_number
+from scorestream.contract.reasons import REASONS
 from scorestream.errors import ConfigError
-from scorestream.monitoring.cli import metrics_args, monitor_settings, port_number
 from scorestream.monitoring.errors import MetricsError
 from scorestream.monitoring.histogram import BulkHistogram
-from scorestream.monitoring.metrics import DEAD_LETTER_REASONS, ScorerMetrics, serve
+from scorestream.monitoring.metrics import ScorerMetrics, serve
 from scorestream.monitoring.settings import MonitorSettings
 from scorestream.streaming.monitor import offsets_behind_latest
-from scorestream.streaming.validate import REASONS
 
 pytestmark = pytest.mark.unit
-
-
-def test_every_validator_reason_is_an_exported_label_value() -> None:
-    assert set(REASONS) <= set(DEAD_LETTER_REASONS)
 
 
 def test_observe_counts_equals_observe_many() -> None:

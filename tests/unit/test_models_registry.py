@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from scorestream.contract.spec import FeatureSpec
+from scorestream.contract.synthetic import SPEC
 from scorestream.errors import ModelError
 from scorestream.models.registry import Registry, check_event_schema, event_fields
-from scorestream.models.spec import FeatureSpec
 from scorestream.paths import SCHEMAS_DIR
-from scorestream.producers.generator import SPEC
 
 STAGES = ["Imputer_1", "StringIndexer_2", "LogisticRegression_3"]
 

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from scorestream import options as opt
-from scorestream.cli_common import Command, kafka_args, kafka_settings
-from scorestream.producers.encoding import FORMATS
+from scorestream.cli.common import Command, kafka_args, kafka_settings
+from scorestream.contract.formats import FORMATS
 
 
 def cmd_produce(args: argparse.Namespace) -> int:

@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scorestream import options as opt
-from scorestream.cli_common import Command, registry_arg, spark_args, spark_session
+from scorestream.cli.common import Command, registry_arg, spark_args, spark_session
 from scorestream.errors import ConfigError, ScorestreamError
 
 if TYPE_CHECKING:
-    from scorestream.models.spec import FeatureSpec
+    from scorestream.contract.spec import FeatureSpec
 
 
 def _spec(args: argparse.Namespace) -> FeatureSpec:
-    from scorestream.models.spec import FeatureSpec
+    from scorestream.contract.spec import FeatureSpec
 
     if args.spec:
         return FeatureSpec.load(Path(args.spec))
@@ -27,11 +27,11 @@ def _spec(args: argparse.Namespace) -> FeatureSpec:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from scorestream.contract.synthetic import SPEC
     from scorestream.models.data import fingerprint, load_training_data
     from scorestream.models.evaluate import format_metrics
     from scorestream.models.pipeline import EstimatorSettings
     from scorestream.models.train import TrainSettings, synthetic_frame, train
-    from scorestream.producers.generator import SPEC
 
     estimator = EstimatorSettings(
         kind=args.estimator,

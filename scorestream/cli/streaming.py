@@ -11,7 +11,8 @@ from types import FrameType
 
 from scorestream import options as opt
 from scorestream.avro import EVENT_SCHEMA
-from scorestream.cli_common import (
+from scorestream.cli import operations as ops
+from scorestream.cli.common import (
     Command,
     kafka_args,
     kafka_settings,
@@ -19,9 +20,8 @@ from scorestream.cli_common import (
     spark_args,
     spark_session,
 )
+from scorestream.cli.monitoring import metrics_args, monitor_settings
 from scorestream.errors import ScorestreamError
-from scorestream.monitoring.cli import metrics_args, monitor_settings
-from scorestream.streaming import operations as ops
 from scorestream.streaming.avro_input import INPUT_FORMATS, InputFormat
 from scorestream.streaming.job import Scorer, ScorerSettings, validate_settings
 from scorestream.streaming.monitor import ScorerMonitor

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from scorestream import __version__
 from scorestream import options as opt
-from scorestream.cli_common import STATE, Handler, stack, stack_args
+from scorestream.cli.common import STATE, Handler, stack, stack_args
 from scorestream.errors import ScorestreamError
 
 
@@ -43,8 +43,8 @@ def cmd_jars(_args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from scorestream.cli.monitoring import monitor_settings
     from scorestream.demo import DemoSettings, run_demo
-    from scorestream.monitoring.cli import monitor_settings
 
     return run_demo(
         DemoSettings(
@@ -59,11 +59,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from scorestream.models.cli import register as register_models
-    from scorestream.monitoring.cli import metrics_args
-    from scorestream.monitoring.cli import register as register_monitoring
-    from scorestream.producers.cli import register as register_producers
-    from scorestream.streaming.cli import register as register_streaming
+    from scorestream.cli.models import register as register_models
+    from scorestream.cli.monitoring import metrics_args
+    from scorestream.cli.monitoring import register as register_monitoring
+    from scorestream.cli.producers import register as register_producers
+    from scorestream.cli.streaming import register as register_streaming
 
     parser = argparse.ArgumentParser(
         prog="scorestream",

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scorestream import options as opt
-from scorestream.cli_common import Command, registry_arg, spark_args, spark_session
+from scorestream.cli.common import Command, registry_arg, spark_args, spark_session
 from scorestream.errors import ConfigError
 from scorestream.monitoring.settings import DEFAULT_METRICS_PORT, MonitorSettings
 
