@@ -73,9 +73,15 @@ class ScorerSettings:
             "output_topic": self.output_topic,
             "dead_letter_topic": self.topics.dead_letter,
             "exactly_once": self.exactly_once,
+            "marker_topic": self.markers if self.exactly_once else "",
             "input_format": self.input_format.kind,
             "output_format": self.output_format.kind,
+            "trigger": "realtime" if self.realtime else "micro-batch",
         }
+
+    @property
+    def realtime(self) -> bool:
+        return self.trigger_interval.strip().lower().startswith("real")
 
     @property
     def topics(self) -> Topics:

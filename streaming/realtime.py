@@ -161,7 +161,7 @@ class RealtimeScorer:
     def preflight(self) -> None:
         s = self.settings
         preflight.check_broker(self.kafka, s.startup_timeout_s)
-        bound = {**s.bound(), "trigger": "realtime"}
+        bound = {**s.bound(), "trigger": "realtime"}  # whatever the interval text says
         preflight.check_checkpoint(s.checkpoint_dir, bound)
         preflight.check_topics(
             self.kafka,

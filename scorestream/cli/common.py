@@ -76,7 +76,7 @@ def spark_session(
     args: argparse.Namespace, app: str, conf: tuple[tuple[str, str], ...] = ()
 ) -> SparkSession:
     """The SparkSession of the shared --master/--driver-* flags, plus extra settings via `conf`."""
-    from scorestream.spark import SparkSettings, session
+    from scorestream.spark import SparkSettings, jvm_log_level, session
 
     return session(
         SparkSettings(
@@ -84,6 +84,7 @@ def spark_session(
             app_name=app,
             driver_memory=args.driver_memory,
             driver_host=args.driver_host,
+            log_level=jvm_log_level(getattr(args, "log_level", "WARNING")),
             conf=conf,
         )
     )
