@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
-from models.spec import FeatureSpec
 from scorestream import fs
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import DataError, ScorestreamError
 
 if TYPE_CHECKING:

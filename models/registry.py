@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.spec import FeatureSpec
 from scorestream import fs
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import AliasConflict, ModelError
 from scorestream.fs import Location, Store
 

@@ -19,10 +19,10 @@ import pytest
 # the run starts at tests/ or the repository root.
 from fixtures_hdfs import hdfs  # noqa: F401
 
-from models.registry import Registry
-from models.train import TrainSettings, synthetic_frame, train
-from producers.generator import SPEC
+from scorestream.contract.synthetic import SPEC
 from scorestream.kafka import KafkaSettings, ensure_topics
+from scorestream.models.registry import Registry
+from scorestream.models.train import TrainSettings, synthetic_frame, train
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
 TopicFactory = Callable[..., str]

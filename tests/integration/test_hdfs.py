@@ -18,15 +18,15 @@ import pytest
 from fixtures_hdfs import Hdfs
 from streamkit import EVENT_TIME, kill_group, read_ids, scorer_process
 
-from models.batch import BatchSettings, batch_score
-from models.registry import Registry
-from models.train import TrainSettings, synthetic_frame, train
-from producers.generator import SPEC, generate_columns, iter_events
-from producers.publisher import ProduceSettings, publish
-from producers.subscriber import consumer
 from scorestream import fs
+from scorestream.contract.synthetic import SPEC, generate_columns, iter_events
 from scorestream.errors import ModelError
 from scorestream.kafka import KafkaSettings
+from scorestream.models.batch import BatchSettings, batch_score
+from scorestream.models.registry import Registry
+from scorestream.models.train import TrainSettings, synthetic_frame, train
+from scorestream.producers.publisher import ProduceSettings, publish
+from scorestream.producers.subscriber import consumer
 
 EVENTS = 10_000
 BATCH = 2_500

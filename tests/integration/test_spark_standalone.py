@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 
-from models.registry import Registry
-from producers.generator import iter_events
-from producers.publisher import Publisher
-from producers.subscriber import consumer
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
-from streaming.job import Scorer, ScorerSettings
+from scorestream.models.registry import Registry
+from scorestream.producers.publisher import Publisher
+from scorestream.producers.subscriber import consumer
+from scorestream.streaming.job import Scorer, ScorerSettings
 
 EVENTS = 3_000
 BAD = [b"not json at all", b'{"event_id": "x-1", "amount": "lots"}', b""]
@@ -203,7 +203,7 @@ def _driver_pid(group: int) -> int | None:
         pgid = int(stat.rsplit(")", 1)[1].split()[2])
         words = [w.decode(errors="replace") for w in cmdline]
         is_python = bool(words) and "python" in Path(words[0]).name
-        if pgid == group and is_python and any(w.endswith("scorestream/cli.py") for w in words):
+        if pgid == group and is_python and any("scorestream/cli" in w for w in words):
             return int(entry.name)
     return None
 

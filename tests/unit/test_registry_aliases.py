@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from test_models_registry import publish
 
-from models.registry import Registry
 from scorestream.errors import AliasConflict, ModelError
+from scorestream.models.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -69,7 +69,7 @@ def test_concurrent_promotes_from_threads_lose_nothing(tmp_path: Path) -> None:
 
 WRITER = """
 import sys
-from models.registry import Registry
+from scorestream.models.registry import Registry
 reg = Registry(sys.argv[1])
 for v in [int(x) for x in sys.argv[2].split(",")]:
     reg.promote(v, reason="process")

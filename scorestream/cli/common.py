@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from scorestream import options as opt
 from scorestream.kafka import KafkaSettings
+from scorestream.paths import STATE_ROOT
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 Command = Callable[[str, Handler, str], argparse.ArgumentParser]
 
-STATE = ".scorestream"
+STATE = str(STATE_ROOT)
 
 
 def kafka_args(p: argparse.ArgumentParser) -> None:
@@ -111,7 +112,7 @@ def spark_session(
 ) -> SparkSession:
     """The SparkSession of the shared Spark flags; a command's own `conf` and `extra_jars`
     come first, the user's --conf last (it wins)."""
-    from scorestream.spark import SparkSettings, parse_conf, session
+    from scorestream.spark import SparkSettings, jvm_log_level, parse_conf, session
 
     return session(
         SparkSettings(
@@ -120,6 +121,7 @@ def spark_session(
             driver_memory=args.driver_memory,
             driver_host=args.driver_host,
             ui=args.spark_ui,
+            log_level=jvm_log_level(getattr(args, "log_level", "WARNING")),
             connectors=args.connector_jars,
             extra_jars=extra_jars,
             conf=(*conf, *parse_conf(args.spark_conf)),
