@@ -273,6 +273,10 @@ class Registry:
         ]
         return [n for _, n in sorted(found)]
 
+    def _newest_generation(self, log_dir: Location) -> int:
+        names = self._generations(log_dir)
+        return int(names[-1].split(".")[0]) if names else 0
+
     def _newest(self, alias: str) -> tuple[int, dict[str, Any] | None]:
         """(generation, record) of the newest change; a registry written before the log has
         its alias file as generation 0."""
@@ -300,7 +304,7 @@ class Registry:
             tmp = log_dir / f".{uuid.uuid4().hex}.tmp"
             store.write_bytes(tmp, _json_bytes(record))
             if store.rename(tmp, log_dir / f"{generation + 1:010d}.json"):
-                self._publish_alias(alias)
+                self._publish_alias(alias, generation + 1, record)
                 return record
             store.delete(tmp)
             # Another writer claimed this generation: re-read; jitter spreads the retries.
@@ -308,20 +312,23 @@ class Registry:
         msg = f"could not change alias {alias!r} in {self.root}: too many concurrent writers"
         raise ModelError(msg)
 
-    def _publish_alias(self, alias: str) -> None:
-        """Copy the newest log record to the alias file, until no newer one appeared meanwhile
-        (a slower writer may overwrite a newer record; it repairs that here)."""
+    def _publish_alias(self, alias: str, generation: int, record: dict[str, Any]) -> None:
+        """Copy the newest log record (this writer's, unless a newer one was claimed) to the
+        alias file, until no newer one appeared meanwhile: a slower writer may overwrite a
+        newer record, and repairs that here."""
         path = self.aliases_dir / f"{alias}.json"
+        log_dir = self.aliases_dir / f"{alias}.log"
+        current: dict[str, Any] | None = None if record.get("version") is None else record
         for _ in range(_ATTEMPTS):
-            generation, record = self._newest(alias)
-            shown = self._shown_generation(path)
-            if shown == generation:
+            if self._newest_generation(log_dir) != generation:
+                generation, current = self._newest(alias)
+            if self._shown_generation(path) == generation:
                 return
-            if record is None:
+            if current is None:
                 self.store.delete(path)
             else:
-                fs.write_atomic(self.store, path, _json_bytes(record))
-            if self._newest(alias)[0] == generation:
+                fs.write_atomic(self.store, path, _json_bytes(current))
+            if self._newest_generation(log_dir) == generation:
                 return
         msg = f"could not publish alias {alias!r} in {self.root}: too many concurrent writers"
         raise ModelError(msg)
