@@ -43,6 +43,10 @@ class HadoopPath:
     def name(self) -> str:
         return self.uri.rstrip("/").rsplit("/", 1)[-1]
 
+    def with_name(self, name: str) -> HadoopPath:
+        """The sibling called `name`, as `Path.with_name`."""
+        return HadoopPath(f"{self.uri.rstrip('/').rsplit('/', 1)[0]}/{name}")
+
     @property
     def scheme(self) -> str:
         return self.uri.split(":", 1)[0].lower()
@@ -335,6 +339,4 @@ def _name(path: Location) -> str:
 
 
 def _sibling(path: Location, name: str) -> Location:
-    if isinstance(path, HadoopPath):
-        return HadoopPath(path.uri.rstrip("/").rsplit("/", 1)[0]) / name
     return path.with_name(name)

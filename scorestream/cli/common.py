@@ -109,14 +109,15 @@ def spark_session(
     app: str,
     conf: tuple[tuple[str, str], ...] = (),
     extra_jars: tuple[str, ...] = (),
+    master: str | None = None,
 ) -> SparkSession:
     """The SparkSession of the shared Spark flags; a command's own `conf` and `extra_jars`
-    come first, the user's --conf last (it wins)."""
+    come first, the user's --conf last (it wins); `master` overrides --master."""
     from scorestream.spark import SparkSettings, jvm_log_level, parse_conf, session
 
     return session(
         SparkSettings(
-            master=args.master,
+            master=master or args.master,
             app_name=app,
             driver_memory=args.driver_memory,
             driver_host=args.driver_host,

@@ -33,23 +33,39 @@ BATCH = 2_500
 KILL_AT = 3_000  # output records seen before the kill -9
 
 
+def _hadoop_copy(spark: Any, source: fs.Location, target: fs.Location) -> None:
+    hconf = spark._jsc.hadoopConfiguration()
+    hadoop = spark._jvm.org.apache.hadoop.fs
+    src, dst = hadoop.Path(str(source)), hadoop.Path(str(target))
+    copy = hadoop.FileUtil.copy
+    assert copy(src.getFileSystem(hconf), src, dst.getFileSystem(hconf), dst, False, hconf)
+
+
 @pytest.fixture(scope="module")
 def hdfs_registry(spark: Any, hdfs: Hdfs) -> Registry:
-    """Two small versions published on HDFS by `train` in this session's Spark."""
+    """v1 trained and published on HDFS by `train` in this session's Spark; v2 published by
+    `Registry.publish` from a copy of v1's model (training twice is minutes on a busy machine)."""
     root = hdfs.path("models", "registry")
-    for seed in (5, 6):
-        train(
-            spark,
-            synthetic_frame(spark, 3_000, seed=seed),
-            SPEC,
-            TrainSettings(registry=root, seed=seed, promote=seed == 5),
-            fingerprint=f"synthetic:{seed}",
-            source="synthetic",
-            progress=lambda _m: None,
-        )
-    return Registry(root, spark)
+    first = train(
+        spark,
+        synthetic_frame(spark, 2_000, seed=5),
+        SPEC,
+        TrainSettings(registry=root, seed=5),
+        fingerprint="synthetic:5",
+        source="synthetic",
+        progress=lambda _m: None,
+    )
+    reg = Registry(root, spark)
+
+    def write(model_dir: fs.Location) -> dict[str, Any]:
+        _hadoop_copy(spark, first.model_path, model_dir)
+        return {key: v for key, v in first.metadata.items() if key != "version"}
+
+    assert reg.publish(write, first.profile()).version == 2
+    return reg
 
 
+@pytest.mark.timeout(1200)  # its fixtures start HDFS, Kafka, Spark and train: slow when busy
 def test_the_registry_lives_on_hdfs(spark: Any, hdfs: Hdfs, hdfs_registry: Registry) -> None:
     reg = hdfs_registry
     assert str(reg.root) == hdfs.path("models", "registry")  # the URI kept, not hdfs:/...
@@ -103,11 +119,7 @@ def test_rollback_to_a_missing_version_on_hdfs_is_refused(
     store.mkdirs(fs.location(root))
     reg = Registry(root, spark)
     for v in (1, 2):
-        copy = spark._jvm.org.apache.hadoop.fs.FileUtil.copy
-        src = spark._jvm.org.apache.hadoop.fs.Path(str(hdfs_registry.versions_dir / f"v{v}"))
-        dst = spark._jvm.org.apache.hadoop.fs.Path(str(reg.versions_dir / f"v{v}"))
-        hconf = spark._jsc.hadoopConfiguration()
-        assert copy(src.getFileSystem(hconf), src, dst.getFileSystem(hconf), dst, False, hconf)
+        _hadoop_copy(spark, hdfs_registry.versions_dir / f"v{v}", reg.versions_dir / f"v{v}")
     reg.promote(1)
     reg.promote(2)
     store.delete(reg.versions_dir / "v1", recursive=True)
@@ -131,7 +143,7 @@ def _cli(args: list[str], log: Path, timeout_s: float) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCORESTREAM_")}
     with log.open("wb") as out:
         done = subprocess.run(
-            [sys.executable, "-m", "scorestream.cli", *args],
+            [sys.executable, "-m", "scorestream", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=env,

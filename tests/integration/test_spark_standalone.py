@@ -203,7 +203,11 @@ def _driver_pid(group: int) -> int | None:
         pgid = int(stat.rsplit(")", 1)[1].split()[2])
         words = [w.decode(errors="replace") for w in cmdline]
         is_python = bool(words) and "python" in Path(words[0]).name
-        if pgid == group and is_python and any("scorestream/cli" in w for w in words):
+        if (
+            pgid == group
+            and is_python
+            and any(w.endswith("scorestream/__main__.py") for w in words)
+        ):
             return int(entry.name)
     return None
 
@@ -338,7 +342,7 @@ def test_standalone_cluster_scores_equal_local_mode(
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "scorestream.cli", "score",
+                sys.executable, "-m", "scorestream", "score",
                 "--master", standalone.url,
                 "--driver-memory", "1g",
                 "--bootstrap", kafka.bootstrap,
