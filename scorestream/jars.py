@@ -90,10 +90,15 @@ def spark_connector_jars(cache: Path | None = None) -> list[Path]:
     return sorted(j for j in folder.glob("*.jar") if artifact_name(j) not in shipped)
 
 
+# Only the test suite needs these; its fixtures fetch them on first use.
+TEST_BUNDLES = ("hadoop-minicluster",)
+
+
 def main() -> None:
-    """`python -m scorestream.jars`: fetch every bundle (used by `make jars`)."""
+    """`python -m scorestream.jars`: fetch every bundle a user needs (used by `make jars`)."""
     for bundle in BUNDLES:
-        print(ensure(bundle))
+        if bundle not in TEST_BUNDLES:
+            print(ensure(bundle))
 
 
 if __name__ == "__main__":
