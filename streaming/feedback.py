@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from models.registry import Registry
+from models.source import ModelSource
 from scorestream.errors import ConfigError, ModelError
 from scorestream.kafka import KafkaSettings, describe_error
 from streaming.shadow import Compared
@@ -140,7 +140,7 @@ class FeedbackLoop:
     """Joins labels to scores and decides promotions. Fed by ShadowScorer (its observer)."""
 
     def __init__(
-        self, settings: FeedbackSettings, registry: Registry, kafka: KafkaSettings | None = None
+        self, settings: FeedbackSettings, registry: ModelSource, kafka: KafkaSettings | None = None
     ) -> None:
         self.settings = settings
         self.registry = registry

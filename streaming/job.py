@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from models.registry import Registry
+from models.source import open_source
 from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.kafka import KafkaSettings
 from scorestream.tally import Tallied, Tally, tally
@@ -43,7 +43,8 @@ class ScorerSettings:
     output_topic: str = "scores"
     dead_letter_topic: str = ""
     registry: Path = Path(".scorestream/registry")
-    model: str = "champion"
+    model: str = "champion"  # or models:/NAME@ALIAS, models:/NAME/VERSION (MLflow)
+    mlflow_uri: str = ""  # the MLflow tracking server of models:/ references
     checkpoint: Path | None = None
     trigger_interval: str = ""
     max_offsets_per_trigger: int | None = None
@@ -229,8 +230,8 @@ class Scorer:
         self.listener_failures = 0
         self.kafka = kafka
         self.settings = settings
-        self.registry = Registry(settings.registry)
-        self.holder = ModelHolder(self.registry, settings.model)
+        self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
+        self.holder = ModelHolder(self.registry, ref)
         self.totals = Totals()
         self.last_batch: BatchStats | None = None
         self.query: StreamingQuery | None = None

@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
-from models.registry import Registry
+from models.source import open_source
 from monitoring.metrics import ScorerMetrics
 from scorestream import options as opt
 from scorestream.errors import ConfigError
@@ -157,7 +157,7 @@ def operation_listeners(
         return [], [], []
     if not args.shadow and feedback is None:
         return [], [], []
-    registry = Registry(settings.registry)
+    registry, _ = open_source(settings.registry, settings.model, settings.mlflow_uri)
     loops = [FeedbackLoop(feedback, registry, kafka)] if feedback is not None else []
     topic = shadow_topic(args, settings)
     shadow = ShadowScorer(

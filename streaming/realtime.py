@@ -22,7 +22,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.registry import ModelVersion, Registry
+from models.source import ModelEntry, open_source
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
 from streaming import preflight
@@ -136,10 +136,10 @@ class RealtimeScorer:
         self.settings = settings
         self.realtime = realtime or RealtimeSettings()
         check_settings(settings, self.realtime)
-        self.registry = Registry(settings.registry)
-        self.entry: ModelVersion
+        self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
+        self.entry: ModelEntry
         self.model: PipelineModel
-        self.entry, self.model = self.registry.load(settings.model)
+        self.entry, self.model = self.registry.load(ref)
         self.query: StreamingQuery | None = None
 
     @property

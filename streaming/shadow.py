@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from models.evaluate import score_column
-from models.registry import Registry
+from models.source import ModelSource
 from models.spec import FeatureSpec
 from monitoring.metrics import ScorerMetrics
 from scorestream.errors import ModelError
@@ -63,7 +63,9 @@ class Agreement:
 class ChallengerHolder:
     """The challenger model, reloaded when its alias moves; absent when the alias is unset."""
 
-    def __init__(self, registry: Registry, alias: str, on_failure: Callable[[str], None]) -> None:
+    def __init__(
+        self, registry: ModelSource, alias: str, on_failure: Callable[[str], None]
+    ) -> None:
         self.registry = registry
         self.alias = alias
         self.on_failure = on_failure
@@ -158,7 +160,7 @@ class ShadowScorer:
     def __init__(
         self,
         kafka: KafkaSettings,
-        registry: Registry,
+        registry: ModelSource,
         settings: ShadowSettings,
         metrics: ScorerMetrics | None = None,
         observers: Sequence[Callable[[list[Compared]], None]] = (),

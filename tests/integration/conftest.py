@@ -20,6 +20,9 @@ from producers.generator import SPEC
 from scorestream.kafka import KafkaSettings, ensure_topics
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
+# Fixtures of the servers some tests need, one module each.
+pytest_plugins = ["fixtures_mlflow"]
+
 TopicFactory = Callable[..., str]
 
 
