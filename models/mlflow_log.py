@@ -129,7 +129,9 @@ def attach(
         folder = Path(tmp) / ARTIFACT_DIR
         write_artifacts(folder, spec, profile, metadata)
         try:
-            get_artifact_repository(uri, tracking_uri=source.tracking_uri).log_artifacts(str(folder), ARTIFACT_DIR)
+            get_artifact_repository(uri, tracking_uri=source.tracking_uri).log_artifacts(
+                str(folder), ARTIFACT_DIR
+            )
         except Exception as exc:
             msg = f"cannot write {ARTIFACT_DIR}/ into {uri}: {describe(exc)}"
             raise ModelError(msg) from exc
