@@ -11,16 +11,16 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.data import check_columns, read_table, typed_features
-from models.evaluate import score_column
-from models.source import ModelSource
 from scorestream.errors import ConfigError, DataError
+from scorestream.models.data import check_columns, read_table, typed_features
+from scorestream.models.evaluate import score_column
+from scorestream.models.source import ModelSource
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
-    from models.source import ModelEntry
+    from scorestream.models.source import ModelEntry
 
 # Drivers we can name from the URL; other databases need --jdbc-driver and their jar.
 JDBC_DRIVERS = {

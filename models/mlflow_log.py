@@ -8,7 +8,8 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.mlflow_source import (
+from scorestream.errors import ModelError
+from scorestream.models.mlflow_source import (
     ARTIFACT_DIR,
     METADATA_FILE,
     PROFILE_FILE,
@@ -17,12 +18,11 @@ from models.mlflow_source import (
     MlflowVersion,
     describe,
 )
-from scorestream.errors import ModelError
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
 
-    from models.spec import FeatureSpec
+    from scorestream.contract.spec import FeatureSpec
 
 EXPERIMENT = "scorestream"
 

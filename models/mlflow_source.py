@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.registry import check_event_schema, check_spark_version, load_pipeline
-from models.spec import FeatureSpec
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError, ModelError, ScorestreamError
+from scorestream.models.registry import check_event_schema, check_spark_version, load_pipeline
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -17,7 +17,7 @@ from scorestream.errors import ConfigError
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
 
-    from models.spec import FeatureSpec
+    from scorestream.contract.spec import FeatureSpec
 
 MLFLOW_PREFIX = "models:/"
 
@@ -85,10 +85,10 @@ def is_mlflow(ref: str) -> bool:
 def open_source(registry: Path | str, model: str, mlflow_uri: str = "") -> tuple[ModelSource, str]:
     """The source of `model` and the reference to follow in it (an alias, latest or a version)."""
     if not is_mlflow(model):
-        from models.registry import Registry
+        from scorestream.models.registry import Registry
 
         return Registry(registry), model
-    from models.mlflow_source import MlflowSource
+    from scorestream.models.mlflow_source import MlflowSource
 
     name, target = parse_mlflow_ref(model)
     return MlflowSource(mlflow_uri, name), target

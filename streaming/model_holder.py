@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from models.source import ModelEntry, ModelSource
-from models.spec import FeatureSpec
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError
+from scorestream.models.source import ModelEntry, ModelSource
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel

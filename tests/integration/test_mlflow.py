@@ -19,18 +19,18 @@ import pytest
 from prometheus_client import CollectorRegistry
 from streamkit import EVENT_TIME, headers, read, read_quiet
 
-from models.evaluate import score_column
-from models.mlflow_source import MlflowSource
-from models.source import open_source
-from monitoring.metrics import ScorerMetrics
-from monitoring.settings import MonitorSettings
-from producers.generator import SPEC, iter_events
-from producers.publisher import ProduceSettings, publish
 from scorestream.cli import main
+from scorestream.contract.synthetic import SPEC, iter_events
 from scorestream.kafka import KafkaSettings
-from streaming.job import Scorer, ScorerSettings
-from streaming.monitor import ScorerMonitor
-from streaming.shadow import ShadowScorer, ShadowSettings
+from scorestream.models.evaluate import score_column
+from scorestream.models.mlflow_source import MlflowSource
+from scorestream.models.source import open_source
+from scorestream.monitoring.metrics import ScorerMetrics
+from scorestream.monitoring.settings import MonitorSettings
+from scorestream.producers.publisher import ProduceSettings, publish
+from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.monitor import ScorerMonitor
+from scorestream.streaming.shadow import ShadowScorer, ShadowSettings
 
 ROWS = 4_000
 
@@ -228,8 +228,8 @@ def test_a_plain_mlflow_spark_model_is_refused_until_its_artifacts_are_attached(
     import mlflow.spark
     import pyspark
 
-    from models.pipeline import EstimatorSettings, build_pipeline
-    from models.train import synthetic_frame
+    from scorestream.models.pipeline import EstimatorSettings, build_pipeline
+    from scorestream.models.train import synthetic_frame
 
     name = f"plain-{uuid.uuid4().hex[:8]}"
     frame = synthetic_frame(spark, 2_000, seed=5)

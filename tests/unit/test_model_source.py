@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from models.mlflow_source import MlflowSource
-from models.registry import Registry
-from models.source import open_source, parse_mlflow_ref
-from producers.generator import SPEC
+from scorestream.contract.synthetic import SPEC
 from scorestream.errors import ConfigError, ModelError
+from scorestream.models.mlflow_source import MlflowSource
+from scorestream.models.registry import Registry
+from scorestream.models.source import open_source, parse_mlflow_ref
 
 pytestmark = pytest.mark.unit
 

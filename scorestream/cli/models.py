@@ -10,15 +10,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scorestream import options as opt
-from scorestream.cli_common import Command, mlflow_arg, registry_arg, spark_args, spark_session
+from scorestream.cli.common import Command, mlflow_arg, registry_arg, spark_args, spark_session
 from scorestream.errors import ConfigError, ScorestreamError
 
 if TYPE_CHECKING:
-    from models.spec import FeatureSpec
+    from scorestream.contract.spec import FeatureSpec
 
 
 def _spec(args: argparse.Namespace) -> FeatureSpec:
-    from models.spec import FeatureSpec
+    from scorestream.contract.spec import FeatureSpec
 
     if args.spec:
         return FeatureSpec.load(Path(args.spec))
@@ -28,11 +28,11 @@ def _spec(args: argparse.Namespace) -> FeatureSpec:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.data import fingerprint, load_training_data
-    from models.evaluate import format_metrics
-    from models.pipeline import EstimatorSettings
-    from models.train import TrainSettings, synthetic_frame, train
-    from producers.generator import SPEC
+    from scorestream.contract.synthetic import SPEC
+    from scorestream.models.data import fingerprint, load_training_data
+    from scorestream.models.evaluate import format_metrics
+    from scorestream.models.pipeline import EstimatorSettings
+    from scorestream.models.train import TrainSettings, synthetic_frame, train
 
     estimator = EstimatorSettings(
         kind=args.estimator,
@@ -57,7 +57,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         mlflow_uri=args.mlflow_uri,
     )
     if args.mlflow_model:
-        from models.mlflow_source import client
+        from scorestream.models.mlflow_source import client
 
         client(args.mlflow_uri)  # no tracking server, no MLflow: fail before Spark starts
     if args.data:
@@ -81,8 +81,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_score(args: argparse.Namespace) -> int:
-    from models.batch import BatchSettings, batch_score
-    from models.source import open_source
+    from scorestream.models.batch import BatchSettings, batch_score
+    from scorestream.models.source import open_source
 
     settings = BatchSettings(
         input=args.input,
@@ -128,12 +128,12 @@ def cmd_mlflow_attach(args: argparse.Namespace) -> int:
     """Attach scorestream's artifacts (spec, profile) to a model logged without them."""
     import datetime as dt
 
-    from models.data import fingerprint, load_training_data
-    from models.evaluate import score_column
-    from models.mlflow_log import attach
-    from models.mlflow_source import MlflowSource
-    from models.profile import build_profile
-    from models.source import is_mlflow, parse_mlflow_ref
+    from scorestream.models.data import fingerprint, load_training_data
+    from scorestream.models.evaluate import score_column
+    from scorestream.models.mlflow_log import attach
+    from scorestream.models.mlflow_source import MlflowSource
+    from scorestream.models.profile import build_profile
+    from scorestream.models.source import is_mlflow, parse_mlflow_ref
 
     if not is_mlflow(args.model):
         msg = f"{args.model!r} is not an MLflow model: expected models:/NAME/VERSION"
@@ -160,8 +160,8 @@ def cmd_mlflow_attach(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from models.export import check_format, export
-    from models.registry import Registry
+    from scorestream.models.export import check_format, export
+    from scorestream.models.registry import Registry
 
     check_format(args.format)
     reg = Registry(args.registry)
@@ -169,7 +169,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     spark = None
     conf: tuple[tuple[str, str], ...] = ()
     if args.format == "pmml":
-        from models.export_pmml import spark_conf
+        from scorestream.models.export_pmml import spark_conf
 
         conf = spark_conf()
     spark = spark_session(args, "scorestream-export", conf)
@@ -180,7 +180,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from models.registry import Registry
+    from scorestream.models.registry import Registry
 
     reg = Registry(args.registry)
     if args.action == "list":
