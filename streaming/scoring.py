@@ -12,6 +12,7 @@ from models.evaluate import score_column
 from models.spec import FeatureSpec
 from scorestream.avro import SCORE_SCHEMA, read_schema
 from scorestream.errors import ConfigError
+from scorestream.schema_registry import SchemaRegistrySettings
 from streaming.avro_input import InputFormat, WriterSchemas, decode_avro
 from streaming.validate import (
     MESSAGE,
@@ -52,10 +53,11 @@ class Topics:
 @dataclass(frozen=True)
 class OutputFormat:
     """How score records are encoded: JSON, or Avro of schemas/score.avsc (Confluent-framed
-    with `schema_id` for `confluent-avro`)."""
+    with `schema_id` for `confluent-avro`, the id the `registry` gives it when there is one)."""
 
     kind: str = "json"
     schema_id: int = 1
+    registry: SchemaRegistrySettings | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in OUTPUT_FORMATS:
@@ -65,6 +67,9 @@ class OutputFormat:
             raise ConfigError(msg)
         if not 0 <= self.schema_id < 2**31:
             msg = f"output schema id {self.schema_id} is outside 0..2^31-1"
+            raise ConfigError(msg)
+        if self.registry is not None and self.kind != "confluent-avro":
+            msg = f"a Schema Registry serves the confluent-avro output format, not {self.kind!r}"
             raise ConfigError(msg)
 
 
