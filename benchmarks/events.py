@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from producers.encoding import encode_json, iso_millis
-from producers.generator import iter_events
 from scorestream.avro import EVENT_SCHEMA, avro_encoder
+from scorestream.contract.synthetic import iter_events
 from scorestream.errors import StackError
 from scorestream.kafka import KafkaSettings, describe_error
+from scorestream.producers.encoding import encode_json, iso_millis
 
 # Output records and fill records go through the same producer settings everywhere.
 FILL_PRODUCER = {

@@ -47,10 +47,10 @@ def _spark(app: str) -> Any:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Train one model into a fresh registry and export its coefficients card."""
-    from models.export import export
-    from models.registry import Registry
-    from models.train import TrainSettings, synthetic_frame, train
-    from producers.generator import SPEC
+    from scorestream.contract.synthetic import SPEC
+    from scorestream.models.export import export
+    from scorestream.models.registry import Registry
+    from scorestream.models.train import TrainSettings, synthetic_frame, train
 
     spark = _spark("bench-prepare")
     try:
@@ -106,8 +106,8 @@ class _BatchTimes:
 
 def cmd_scorer(args: argparse.Namespace) -> int:
     """One scorer variant on one input topic, until SIGTERM."""
-    from streaming.avro_input import InputFormat
-    from streaming.job import Scorer, ScorerSettings
+    from scorestream.streaming.avro_input import InputFormat
+    from scorestream.streaming.job import Scorer, ScorerSettings
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -132,14 +132,14 @@ def cmd_scorer(args: argparse.Namespace) -> int:
     monitor: Any = None
     scorer: Any
     if args.mode == "realtime":
-        from streaming.realtime import RealtimeScorer, RealtimeSettings
+        from scorestream.streaming.realtime import RealtimeScorer, RealtimeSettings
 
         scorer = RealtimeScorer(spark, kafka, settings, RealtimeSettings(args.realtime_checkpoint))
     else:
         listeners: list[Any] = [times]
         if args.drift:
-            from monitoring.settings import MonitorSettings
-            from streaming.monitor import ScorerMonitor
+            from scorestream.monitoring.settings import MonitorSettings
+            from scorestream.streaming.monitor import ScorerMonitor
 
             monitor = ScorerMonitor(spark, MonitorSettings(metrics_port=0, drift=True))
             listeners.append(monitor)
@@ -186,8 +186,8 @@ def cmd_scorer(args: argparse.Namespace) -> int:
 
 def cmd_batch(args: argparse.Namespace) -> int:
     """Spark batch scoring of the events file with the same model (the ceiling of Spark)."""
-    from models.batch import score_frame
-    from models.registry import Registry
+    from scorestream.models.batch import score_frame
+    from scorestream.models.registry import Registry
 
     spark = _spark("bench-batch")
     try:

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.evaluate import evaluate, score_column
-from models.pipeline import EstimatorSettings, build_pipeline
-from models.profile import build_profile
-from models.registry import ModelVersion, Registry
-from models.spec import FeatureSpec
+from scorestream.contract.spec import FeatureSpec
+from scorestream.models.evaluate import evaluate, score_column
+from scorestream.models.pipeline import EstimatorSettings, build_pipeline
+from scorestream.models.profile import build_profile
+from scorestream.models.registry import ModelVersion, Registry
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -99,7 +99,7 @@ def synthetic_frame(spark: SparkSession, rows: int, seed: int) -> DataFrame:
     """Synthetic labelled history from the same generator the producer uses."""
     import pandas as pd
 
-    from producers.generator import generate_columns
+    from scorestream.contract.synthetic import generate_columns
 
     cols = generate_columns(rows, seed=seed)
     return spark.createDataFrame(pd.DataFrame(cols))

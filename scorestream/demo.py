@@ -12,8 +12,9 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from monitoring.settings import MonitorSettings
 from scorestream.kafka import KafkaSettings, ensure_topics, topic_partitions
+from scorestream.monitoring.settings import MonitorSettings
+from scorestream.paths import STATE_ROOT
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -27,7 +28,7 @@ class DemoSettings:
 
     events: int = 20_000
     rate: float = 0.0
-    state: Path = Path(".scorestream")
+    state: Path = STATE_ROOT
     port: int = 9092
     keep: bool = False
     train_rows: int = 30_000
@@ -64,14 +65,14 @@ def _end_offsets(kafka: KafkaSettings, topic: str) -> str:
 
 
 def run_demo(settings: DemoSettings) -> int:
-    from models.train import TrainSettings, synthetic_frame, train
-    from producers.generator import SPEC
-    from producers.publisher import ProduceSettings, publish
-    from producers.subscriber import ScoreSummary, iter_scores
+    from scorestream.contract.synthetic import SPEC
+    from scorestream.models.train import TrainSettings, synthetic_frame, train
+    from scorestream.producers.publisher import ProduceSettings, publish
+    from scorestream.producers.subscriber import ScoreSummary, iter_scores
     from scorestream.spark import session
     from scorestream.stack import LocalKafka, StackSettings
-    from streaming.job import Scorer, ScorerSettings
-    from streaming.monitor import ScorerMonitor
+    from scorestream.streaming.job import Scorer, ScorerSettings
+    from scorestream.streaming.monitor import ScorerMonitor
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt

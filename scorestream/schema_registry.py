@@ -66,7 +66,9 @@ class SchemaRegistrySettings:
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):
-            msg = f"Schema Registry URL {masked_url(self.url)!r} must start with http:// or https://"
+            msg = (
+                f"Schema Registry URL {masked_url(self.url)!r} must start with http:// or https://"
+            )
             raise ConfigError(msg)
         unknown = sorted(set(self.options) - CLIENT_KEYS - {"basic.auth.credentials.source"})
         if unknown:
@@ -181,8 +183,8 @@ class SchemaRegistry:
         except ConfigError:
             raise
         except Exception as exc:
-            elapsed = time.monotonic() - started
-            raise self._failure(f"did not answer ({elapsed:.1f} s)", exc) from exc
+            what = f"did not answer ({time.monotonic() - started:.1f} s)"
+            raise self._failure(what, exc) from exc
 
     def schema(self, schema_id: int) -> str | None:
         """The schema text registered under `schema_id`, or None when the registry has none.
@@ -194,7 +196,8 @@ class SchemaRegistry:
         except Exception as exc:
             if getattr(exc, "error_code", None) in NOT_FOUND:
                 return None
-            raise self._failure(f"could not be asked for schema id {schema_id}", exc) from exc
+            what = f"could not be asked for schema id {schema_id}"
+            raise self._failure(what, exc) from exc
         self._by_id[schema_id] = found.schema_str
         return self._by_id[schema_id]
 
@@ -211,7 +214,8 @@ class SchemaRegistry:
                     f"as incompatible with its earlier versions: {exc}"
                 )
                 raise ConfigError(msg) from exc
-            raise self._failure(f"could not register subject {subject!r}", exc) from exc
+            what = f"could not register subject {subject!r}"
+            raise self._failure(what, exc) from exc
         self._by_id[schema_id] = schema_text
         return schema_id
 

@@ -18,9 +18,14 @@ from typing import TYPE_CHECKING
 from scorestream.avro import SCORE_SCHEMA, read_schema
 from scorestream.errors import ConfigError
 from scorestream.schema_registry import SchemaRegistry, subject
-from streaming.avro_input import HEADER_BYTES, InputFormat, WriterSchemas, compatibility_problem
-from streaming.avro_input import schema_text as compact
-from streaming.scoring import OutputFormat
+from scorestream.streaming.avro_input import (
+    HEADER_BYTES,
+    InputFormat,
+    WriterSchemas,
+    compatibility_problem,
+)
+from scorestream.streaming.avro_input import schema_text as compact
+from scorestream.streaming.scoring import OutputFormat
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -97,7 +102,11 @@ class RegistryWriters:
         except ConfigError as exc:
             self._problems[schema_id] = f"{where} is not an Avro record schema: {exc}"
             return
-        problem = compatibility_problem(self.spark, self.reader, writer) if writer != self.reader else None
+        problem = (
+            compatibility_problem(self.spark, self.reader, writer)
+            if writer != self.reader
+            else None
+        )
         if problem:
             self._problems[schema_id] = f"{where} cannot be read with the reader schema: {problem}"
             log.error("writer %s", self._problems[schema_id])

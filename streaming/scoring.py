@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.evaluate import score_column
-from models.spec import FeatureSpec
 from scorestream.avro import SCORE_SCHEMA, read_schema
+from scorestream.contract.formats import FORMATS
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
+from scorestream.models.evaluate import score_column
 from scorestream.schema_registry import SchemaRegistrySettings
-from streaming.avro_input import InputFormat, WriterSchemas, decode_avro
-from streaming.validate import (
+from scorestream.streaming.avro_input import InputFormat, WriterSchemas, decode_avro
+from scorestream.streaming.validate import (
     MESSAGE,
     REASON,
     Decoded,
@@ -39,7 +40,7 @@ H_MODEL = "scorestream.model.version"
 SCORED_AT = "_scored_at"
 
 
-OUTPUT_FORMATS = ("json", "avro", "confluent-avro")
+OUTPUT_FORMATS = FORMATS
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 from streamkit import read
 
-from models.export import export
-from models.registry import Registry
-from models.scorer import CoefficientScorer
-from producers.generator import iter_events
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
+from scorestream.models.export import export
+from scorestream.models.registry import Registry
+from scorestream.models.scorer import CoefficientScorer
 
 EVENTS = 300
 # benchmarks/ is a folder of the repository, not an installed package.

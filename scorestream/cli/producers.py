@@ -7,13 +7,13 @@ import json
 import sys
 from pathlib import Path
 
-from producers.encoding import FORMATS
 from scorestream import options as opt
-from scorestream.cli_common import Command, kafka_args, kafka_settings
+from scorestream.cli.common import Command, kafka_args, kafka_settings
+from scorestream.contract.formats import FORMATS
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from producers.publisher import ProduceSettings, publish
+    from scorestream.producers.publisher import ProduceSettings, publish
 
     settings = ProduceSettings(
         topic=args.topic,
@@ -40,7 +40,7 @@ def cmd_produce(args: argparse.Namespace) -> int:
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
-    from producers.subscriber import ScoreSummary, iter_scores
+    from scorestream.producers.subscriber import ScoreSummary, iter_scores
 
     summary = ScoreSummary()
     limit = args.count

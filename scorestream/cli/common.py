@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from scorestream import options as opt
 from scorestream.kafka import KafkaSettings, read_properties
+from scorestream.paths import STATE_ROOT
 from scorestream.schema_registry import SchemaRegistrySettings
 
 if TYPE_CHECKING:
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 Command = Callable[[str, Handler, str], argparse.ArgumentParser]
 
-STATE = ".scorestream"
+STATE = str(STATE_ROOT)
 
 
 def kafka_args(p: argparse.ArgumentParser) -> None:
