@@ -62,7 +62,8 @@ class SchemaRegistrySettings:
     """Where the Schema Registry is and how to talk to it (client option names, unprefixed)."""
 
     url: str
-    options: Mapping[str, str] = field(default_factory=dict)
+    # Not hashed (a dict is not hashable); settings equal by URL and options all the same.
+    options: Mapping[str, str] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         if not self.url.startswith(("http://", "https://")):

@@ -6,10 +6,54 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from scorestream import options as opt
-from scorestream.cli.common import Command, kafka_args, kafka_settings
+from scorestream.cli.common import (
+    Command,
+    kafka_args,
+    kafka_settings,
+    registry_arg,
+    schema_registry_args,
+    schema_registry_settings,
+)
 from scorestream.contract.formats import FORMATS
+from scorestream.errors import ConfigError
+from scorestream.producers.rows import FILE_FORMATS
+
+if TYPE_CHECKING:
+    from scorestream.producers.publisher import ProduceSettings
+    from scorestream.schema_registry import SchemaRegistrySettings
+
+
+class Progress:
+    """Publishing progress: a bar redrawn in place on a terminal, plain lines otherwise (at
+    most one every `interval_s`, so a log file gets a few lines, not one per thousand)."""
+
+    def __init__(self, total: int, stream: TextIO | None = None, interval_s: float = 2.0) -> None:
+        self.total = total
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval_s = interval_s
+        self._last = -interval_s
+        self._drawn = False
+
+    def __call__(self, sent: int, elapsed: float) -> None:
+        rate = sent / elapsed if elapsed > 0 else 0.0
+        share = sent / self.total if self.total else 1.0
+        if self.tty:
+            filled = round(30 * share)
+            bar = "#" * filled + "." * (30 - filled)
+            text = f"\r[{bar}] {share:4.0%} {sent:,}/{self.total:,} ({rate:,.0f}/s)"
+            print(text, end="", file=self.stream, flush=True)
+            self._drawn = True
+        elif elapsed - self._last >= self.interval_s or sent >= self.total:
+            self._last = elapsed
+            print(f"published {sent}/{self.total} ({rate:,.0f}/s)", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._drawn:
+            print(file=self.stream)
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -23,19 +67,71 @@ def cmd_produce(args: argparse.Namespace) -> int:
         fmt=args.format,
         schema=Path(args.schema) if args.schema else None,
         schema_id=args.schema_id,
+        registry=_schema_registry(args),
     )
-
-    def progress(sent: int, elapsed: float) -> None:
-        rate = sent / elapsed if elapsed > 0 else 0.0
-        print(
-            f"\rpublished {sent}/{settings.count} ({rate:,.0f}/s)",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
-
+    if args.from_file:
+        return _produce_file(args, settings)
+    progress = Progress(settings.count)
     delivered = publish(kafka_settings(args), settings, progress=progress)
-    print(f"\npublished {delivered} events to {args.topic}", file=sys.stderr)
+    progress.close()
+    print(f"published {delivered} events to {args.topic}", file=sys.stderr)
+    return 0
+
+
+def _schema_registry(args: argparse.Namespace) -> SchemaRegistrySettings | None:
+    registry = schema_registry_settings(args)
+    if registry is not None and args.format != "confluent-avro":
+        if not (args.schema_registry or args.schema_registry_option):
+            return None  # schema.registry.url of a shared client.properties: not for JSON
+        msg = (
+            f"--schema-registry {registry.shown_url} serves --format confluent-avro, "
+            f"not {args.format!r}"
+        )
+        raise ConfigError(msg)
+    if registry is not None and args.schema_id != 1:
+        msg = (
+            f"--schema-id {args.schema_id} and --schema-registry: with a registry the id is "
+            "the one the schema has under <topic>-value"
+        )
+        raise ConfigError(msg)
+    return registry
+
+
+def _produce_file(args: argparse.Namespace, settings: ProduceSettings) -> int:
+    from scorestream.avro import EVENT_SCHEMA, read_schema
+    from scorestream.producers.from_file import FileSource, check_file, publish_file
+    from scorestream.producers.rows import file_format, spec_schema
+
+    path = Path(args.from_file)
+    event_id, event_time = "event_id", "event_time"
+    if args.spec_from_model:
+        if args.schema:
+            msg = "--schema and --spec-from-model both type the rows; give one"
+            raise ConfigError(msg)
+        from scorestream.models.registry import Registry
+
+        registry = Registry(Path(args.registry))
+        spec = registry.get(registry.resolve(args.spec_from_model)).spec
+        schema = spec_schema(spec)
+        event_id, event_time = spec.event_id, spec.event_time
+    else:
+        schema = read_schema(Path(args.schema) if args.schema else EVENT_SCHEMA)
+    source = FileSource(
+        path=path,
+        fmt=file_format(path, args.from_format),
+        schema=schema,
+        skip_bad=args.on_bad_row == "skip",
+        event_id=event_id,
+        event_time=event_time,
+    )
+    found = check_file(source)
+    if found.bad and source.skip_bad:
+        print(f"skipping {found.describe(path)}", file=sys.stderr)
+    progress = Progress(found.good)
+    delivered, _ = publish_file(kafka_settings(args), settings, source, progress, found)
+    progress.close()
+    skipped = f", {found.bad} bad rows skipped" if found.bad else ""
+    print(f"published {delivered} events from {path} to {args.topic}{skipped}", file=sys.stderr)
     return 0
 
 
@@ -57,6 +153,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         summary,
         fmt=args.format,
         isolation=isolation,
+        registry=schema_registry_settings(args) if args.format == "confluent-avro" else None,
     )
     for record in records:
         if not args.summary:
@@ -72,8 +169,12 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 def register(command: Command) -> None:
     """Add `produce` and `consume` to the CLI."""
-    p = command("produce", cmd_produce, "publish synthetic feature events")
+    p = command(
+        "produce", cmd_produce, "publish feature events: synthetic, or the rows of --from FILE"
+    )
     kafka_args(p)
+    schema_registry_args(p)
+    registry_arg(p)
     opt.add(p, "--topic", env="SCORESTREAM_INPUT_TOPIC", default="features", help="topic")
     opt.add(
         p,
@@ -81,7 +182,41 @@ def register(command: Command) -> None:
         env="SCORESTREAM_PRODUCE_COUNT",
         default=10_000,
         type=opt.positive_int,
-        help="events to publish",
+        help="synthetic events to publish (--from publishes every row of the file)",
+    )
+    opt.add(
+        p,
+        "--from",
+        env="SCORESTREAM_PRODUCE_FROM",
+        default="",
+        help="publish the rows of this CSV, JSON lines or Parquet file instead of synthetic "
+        "events, typed by --schema or --spec-from-model",
+        dest="from_file",
+    )
+    opt.add(
+        p,
+        "--from-format",
+        env="SCORESTREAM_PRODUCE_FROM_FORMAT",
+        default="",
+        choices=("", *FILE_FORMATS),
+        help="format of --from: csv, jsonl or parquet (empty: by the file's extension)",
+    )
+    opt.add(
+        p,
+        "--spec-from-model",
+        env="SCORESTREAM_PRODUCE_SPEC_MODEL",
+        default="",
+        help="type --from rows by this model version's feature spec (champion, vN...; in "
+        "--registry) instead of an Avro schema",
+    )
+    opt.add(
+        p,
+        "--on-bad-row",
+        env="SCORESTREAM_PRODUCE_ON_BAD_ROW",
+        default="fail",
+        choices=("fail", "skip"),
+        help="a --from row that does not fit its type: fail (list the bad rows, publish "
+        "nothing, exit 1) or skip (report them, publish the rest)",
     )
     opt.add(
         p,
@@ -105,7 +240,7 @@ def register(command: Command) -> None:
         "--schema",
         env="SCORESTREAM_EVENT_SCHEMA",
         default="",
-        help="Avro writer schema file (empty: schemas/event.avsc)",
+        help="Avro writer schema file, which also types --from rows (empty: schemas/event.avsc)",
     )
     opt.add(
         p,
@@ -113,11 +248,12 @@ def register(command: Command) -> None:
         env="SCORESTREAM_SCHEMA_ID",
         default=1,
         type=int,
-        help="schema id written in the Confluent header (confluent-avro)",
+        help="schema id written in the Confluent header (confluent-avro without a registry)",
     )
 
     p = command("consume", cmd_consume, "subscribe to the score topic and print records")
     kafka_args(p)
+    schema_registry_args(p)
     opt.add(p, "--topic", env="SCORESTREAM_OUTPUT_TOPIC", default="scores", help="topic")
     opt.add(
         p,

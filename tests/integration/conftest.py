@@ -20,6 +20,9 @@ from scorestream.models.registry import Registry
 from scorestream.models.train import TrainSettings, synthetic_frame, train
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
+# Session fixtures of other servers, each in its own module.
+pytest_plugins = ["fixtures_schema_registry"]
+
 TopicFactory = Callable[..., str]
 
 
