@@ -216,7 +216,7 @@ def register(command: Command) -> None:
         default="fail",
         choices=("fail", "skip"),
         help="a --from row that does not fit its type: fail (list the bad rows, publish "
-        "nothing, exit 1) or skip (report them, publish the rest)",
+        "nothing, exit 2) or skip (report them, publish the rest)",
     )
     opt.add(
         p,
