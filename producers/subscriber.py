@@ -101,5 +101,7 @@ def iter_scores(
                         record[name] = iso_millis(record[name])
                 seen.add(record, arrived)
                 yield record
+                if until(seen):  # `--count N` prints N, not the rest of the fetched chunk
+                    return
     finally:
         c.close()

@@ -5,6 +5,7 @@ unreachable registry or refused credentials, and the produce/consume commands.""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -165,10 +166,16 @@ def test_produce_and_consume_with_the_registry_from_client_properties(
     """The user's path: registry URL, basic auth and CA in client.properties, beside Kafka's."""
     props = tmp_path / "client.properties"
     props.write_text("client.id=registry-test\n" + schema_registry.properties())
-    topic = topic_factory("sr-produce")
+    topic = topic_factory("sr-produce", partitions=1)
+    events = _events(40, seed=42)
+    rows = tmp_path / "events.csv"
+    with rows.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(events[0]))
+        writer.writeheader()
+        writer.writerows(events)
     done = _cli(
         "produce", "-b", kafka.bootstrap, "--kafka-config", str(props), "--topic", topic,
-        "--count", "40", "--format", "confluent-avro",
+        "--format", "confluent-avro", "--from", str(rows), "--rate", "500",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert PASSWORD not in done.stdout + done.stderr
@@ -177,8 +184,19 @@ def test_produce_and_consume_with_the_registry_from_client_properties(
     messages = read(kafka, topic, 40, timeout_s=30)
     assert len(messages) == 40
     assert {unframe(m.value())[0] for m in messages} == {registered}
-    events = [decoder("confluent-avro", registry=client)(m.value()) for m in messages]
-    assert all(e["event_id"] == m.key().decode() for e, m in zip(events, messages, strict=True))
+    decode = decoder("confluent-avro", registry=client)
+    got = [decode(m.value()) for m in messages]
+    assert [g["event_id"] for g in got] == [e["event_id"] for e in events]
+    assert [g["amount"] for g in got] == [e["amount"] for e in events]
+    assert [g["event_time"] for g in got] == [e["event_time"] for e in events]
+    # consume decodes by the id in each record, the writer schema fetched from the registry.
+    consumed = _cli(
+        "consume", "-b", kafka.bootstrap, "--kafka-config", str(props), "--topic", topic,
+        "--format", "confluent-avro", "--count", "10",
+    )  # fmt: skip
+    assert consumed.returncode == 0, consumed.stderr
+    printed = [json.loads(line) for line in consumed.stdout.splitlines()]
+    assert [p["event_id"] for p in printed] == [e["event_id"] for e in events[:10]]
     # JSON with a registry URL only in the shared file: the registry is not used, no error.
     plain = _cli("produce", "--bootstrap-server", kafka.bootstrap, "--kafka-config", str(props),
                  "--topic", topic_factory("sr-json"), "--count", "5")  # fmt: skip
