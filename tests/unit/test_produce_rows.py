@@ -135,3 +135,47 @@ def test_registry_settings_from_client_properties_keep_secrets_out(tmp_path: Pat
     with pytest.raises(ConfigError, match="no registry URL"):
         SchemaRegistrySettings.build("", {"basic.auth.user.info": "a:b"})
     assert SchemaRegistrySettings.build("") is None
+
+
+def _score_args(*argv: str) -> object:
+    from scorestream.cli import build_parser
+
+    return build_parser().parse_args(["score", *argv])
+
+
+def test_score_flags_with_a_registry_are_checked_before_spark_starts(tmp_path: Path) -> None:
+    from scorestream.cli.streaming import scorer_settings
+    from scorestream.streaming.realtime import RealtimeSettings, check_settings
+
+    url = "https://sr.example:8081"
+    both = scorer_settings(
+        _score_args(
+            "--input-format", "confluent-avro", "--output-format", "confluent-avro",
+            "--schema-registry", url, "--schema-registry-option", "ssl.ca.location=/ca.pem",
+        )  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert both.input_format.registry is not None and both.input_format.registry.url == url
+    assert both.output_format.registry == both.input_format.registry
+    assert both.input_format.registry.options == {"ssl.ca.location": "/ca.pem"}
+    out_only = scorer_settings(
+        _score_args("--output-format", "confluent-avro", "--schema-registry", url)  # type: ignore[arg-type]
+    )
+    assert out_only.input_format.registry is None and out_only.output_format.registry is not None
+    with pytest.raises(ConfigError, match="serves confluent-avro, but the input format is 'json'"):
+        scorer_settings(_score_args("--schema-registry", url))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="--output-schema-id 7 and --schema-registry"):
+        scorer_settings(
+            _score_args(
+                "--output-format", "confluent-avro", "--output-schema-id", "7",
+                "--schema-registry", url,
+            )  # type: ignore[arg-type]
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="not both"):
+        scorer_settings(
+            _score_args(
+                "--input-format", "confluent-avro", "--schema-dir", str(tmp_path),
+                "--schema-registry", url,
+            )  # type: ignore[arg-type]
+        )  # fmt: skip
+    with pytest.raises(ConfigError, match="--schema-registry needs micro-batch mode"):
+        check_settings(both, RealtimeSettings())
