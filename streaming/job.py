@@ -62,6 +62,9 @@ class ScorerSettings:
     marker_topic: str = ""  # exactly-once batch markers (empty: <output topic>.markers)
     transaction_timeout_ms: int = 300_000
     startup_timeout_s: float = 30.0  # how long to retry an unreachable broker
+    # False: score and count each batch for the listeners, write nothing (the micro-batch
+    # query that monitors a real-time scorer, see streaming/realtime.py).
+    publish: bool = True
 
     @property
     def markers(self) -> str:
@@ -74,9 +77,15 @@ class ScorerSettings:
             "output_topic": self.output_topic,
             "dead_letter_topic": self.topics.dead_letter,
             "exactly_once": self.exactly_once,
+            "marker_topic": self.markers if self.exactly_once else "",
             "input_format": self.input_format.kind,
             "output_format": self.output_format.kind,
+            "trigger": "realtime" if self.realtime else "micro-batch",
         }
+
+    @property
+    def realtime(self) -> bool:
+        return self.trigger_interval.strip().lower().startswith("real")
 
     @property
     def topics(self) -> Topics:
@@ -288,7 +297,7 @@ class Scorer:
             skipped = False
             if s.exactly_once:
                 skipped = self._publish_transaction(out, batch_id)
-            else:
+            elif s.publish:
                 out.write.format("kafka").options(**self.kafka.spark_sink_options()).save()
             phases["write"] = time.monotonic() - started - sum(phases.values())
             duration = time.monotonic() - started

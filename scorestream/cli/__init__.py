@@ -45,6 +45,7 @@ def cmd_jars(_args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from scorestream.cli.monitoring import monitor_settings
     from scorestream.demo import DemoSettings, run_demo
+    from scorestream.spark import jvm_log_level
 
     return run_demo(
         DemoSettings(
@@ -53,6 +54,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             state=Path(STATE),
             port=args.port,
             keep=args.keep,
+            jvm_log_level=jvm_log_level(args.log_level),
             monitoring=monitor_settings(args),
         )
     )

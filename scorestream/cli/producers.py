@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
 
 from scorestream import options as opt
 from scorestream.cli.common import (
@@ -20,40 +21,25 @@ from scorestream.cli.common import (
 from scorestream.contract.formats import FORMATS
 from scorestream.errors import ConfigError
 from scorestream.producers.rows import FILE_FORMATS
+from scorestream.progress import Progress
 
 if TYPE_CHECKING:
     from scorestream.producers.publisher import ProduceSettings
     from scorestream.schema_registry import SchemaRegistrySettings
 
 
-class Progress:
-    """Publishing progress: a bar redrawn in place on a terminal, plain lines otherwise (at
-    most one every `interval_s`, so a log file gets a few lines, not one per thousand)."""
+def publishing(line: Progress, total: int) -> Callable[[int, float], None]:
+    """The publisher's progress callback: a bar on a terminal (redrawn by `line`), the count
+    and rate on plain lines in logs."""
 
-    def __init__(self, total: int, stream: TextIO | None = None, interval_s: float = 2.0) -> None:
-        self.total = total
-        self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
-        self.interval_s = interval_s
-        self._last = -interval_s
-        self._drawn = False
-
-    def __call__(self, sent: int, elapsed: float) -> None:
+    def show(sent: int, elapsed: float) -> None:
         rate = sent / elapsed if elapsed > 0 else 0.0
-        share = sent / self.total if self.total else 1.0
-        if self.tty:
-            filled = round(30 * share)
-            bar = "#" * filled + "." * (30 - filled)
-            text = f"\r[{bar}] {share:4.0%} {sent:,}/{self.total:,} ({rate:,.0f}/s)"
-            print(text, end="", file=self.stream, flush=True)
-            self._drawn = True
-        elif elapsed - self._last >= self.interval_s or sent >= self.total:
-            self._last = elapsed
-            print(f"published {sent}/{self.total} ({rate:,.0f}/s)", file=self.stream, flush=True)
+        share = sent / total if total else 1.0
+        filled = round(30 * share)
+        bar = f"[{'#' * filled}{'.' * (30 - filled)}] {share:4.0%} " if line.tty else ""
+        line.update(f"{bar}published {sent:,}/{total:,} ({rate:,.0f}/s)")
 
-    def close(self) -> None:
-        if self._drawn:
-            print(file=self.stream)
+    return show
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -71,10 +57,9 @@ def cmd_produce(args: argparse.Namespace) -> int:
     )
     if args.from_file:
         return _produce_file(args, settings)
-    progress = Progress(settings.count)
-    delivered = publish(kafka_settings(args), settings, progress=progress)
-    progress.close()
-    print(f"published {delivered} events to {args.topic}", file=sys.stderr)
+    line = Progress()
+    delivered = publish(kafka_settings(args), settings, progress=publishing(line, settings.count))
+    line.done(f"published {delivered} events to {args.topic}")
     return 0
 
 
@@ -127,11 +112,11 @@ def _produce_file(args: argparse.Namespace, settings: ProduceSettings) -> int:
     found = check_file(source)
     if found.bad and source.skip_bad:
         print(f"skipping {found.describe(path)}", file=sys.stderr)
-    progress = Progress(found.good)
+    line = Progress()
+    progress = publishing(line, found.good)
     delivered, _ = publish_file(kafka_settings(args), settings, source, progress, found)
-    progress.close()
     skipped = f", {found.bad} bad rows skipped" if found.bad else ""
-    print(f"published {delivered} events from {path} to {args.topic}{skipped}", file=sys.stderr)
+    line.done(f"published {delivered} events from {path} to {args.topic}{skipped}")
     return 0
 
 

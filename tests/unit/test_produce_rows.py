@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 
 from scorestream.avro import EVENT_SCHEMA, read_schema
-from scorestream.cli.producers import Progress
+from scorestream.cli.producers import publishing
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings
 from scorestream.producers.rows import RowError, file_format, read_rows, schema_fields
+from scorestream.progress import Progress
 from scorestream.schema_registry import SchemaRegistrySettings
 
 FIELDS = schema_fields(read_schema(EVENT_SCHEMA))
@@ -88,23 +89,21 @@ class _Tty(io.StringIO):
         return True
 
 
-def test_progress_redraws_on_a_terminal_and_prints_lines_otherwise() -> None:
+def test_progress_draws_a_bar_on_a_terminal_and_plain_lines_otherwise() -> None:
     tty = _Tty()
-    bar = Progress(4000, tty)
-    for sent in (1000, 2000, 3000, 4000):
-        bar(sent, sent / 1000)
-    bar.close()
-    assert tty.getvalue().count("\r") == 4 and "100% 4,000/4,000" in tty.getvalue()
+    publishing(Progress(tty), 4000)(1000, 1.0)
+    assert tty.getvalue().startswith(
+        "\r[########......................]  25% published 1,000/4,000"
+    )
     plain = io.StringIO()
-    lines = Progress(4000, plain, interval_s=2.0)
+    line = Progress(plain)
+    show = publishing(line, 4000)
     for sent in (1000, 2000, 3000, 4000):
-        lines(sent, sent / 1000)  # at 1, 2, 3, 4 s
-    assert "\r" not in plain.getvalue()
-    # the first call, then one 2 s later, then the last: never one per call
+        show(sent, sent / 1000)  # within the log interval: one line, not four
+    line.done("published 4000 events to t")
     assert plain.getvalue().splitlines() == [
-        "published 1000/4000 (1,000/s)",
-        "published 3000/4000 (1,000/s)",
-        "published 4000/4000 (1,000/s)",
+        "published 1,000/4,000 (1,000/s)",
+        "published 4000 events to t",
     ]
 
 
