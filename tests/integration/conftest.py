@@ -20,8 +20,8 @@ from scorestream.models.registry import Registry
 from scorestream.models.train import TrainSettings, synthetic_frame, train
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
-# Session fixtures of other servers, each in its own module.
-pytest_plugins = ["fixtures_schema_registry"]
+# Fixtures of the servers some tests need, one module each.
+pytest_plugins = ["fixtures_mlflow", "fixtures_schema_registry"]
 
 TopicFactory = Callable[..., str]
 
