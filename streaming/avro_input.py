@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 from models.spec import FeatureSpec
 from scorestream.avro import EVENT_SCHEMA, read_schema, schemas_in
 from scorestream.errors import ConfigError
-from streaming.validate import SOURCE_COLUMNS, Decoded, Raw, decoded_fields, source_columns
+from streaming.validate import (
+    SOURCE_COLUMNS,
+    Decoded,
+    Raw,
+    ValidationSettings,
+    decoded_fields,
+    source_columns,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
@@ -157,7 +164,11 @@ def check_reader_schema(reader: dict[str, Any], spec: FeatureSpec, path: Path) -
 
 
 def decode_avro(
-    template: DataFrame, spec: FeatureSpec, fmt: InputFormat, writers: WriterSchemas
+    template: DataFrame,
+    spec: FeatureSpec,
+    fmt: InputFormat,
+    writers: WriterSchemas,
+    settings: ValidationSettings | None = None,
 ) -> Decoded:
     """Kafka rows with Avro values -> typed feature columns plus their checks.
 
@@ -209,7 +220,7 @@ def decode_avro(
     for name in required:
         failed = failed | F.col(f"_avro.{name}").isNull()
     message = F.concat(problem, F.substring(F.hex(value), 1, 64))
-    return decoded_fields(steps, spec, raw_values, failed, message)
+    return decoded_fields(steps, spec, raw_values, failed, message, settings)
 
 
 def _confluent_problem(
