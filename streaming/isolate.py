@@ -105,27 +105,37 @@ def bisect(
 ) -> dict[Coordinate, str]:
     """The records of `raw` (Kafka source rows, cached by the caller) on which `fails` returns
     an exception, besides those `known`: ranges of offsets per partition are halved until a
-    failing range is one record. A transient failure on the way is raised as it is."""
+    failing range is one record. A transient failure on the way is raised as it is.
+
+    When the left half of a failing range passes, the right half fails for sure (failures
+    from the data are deterministic) and is split without being probed; a single record is
+    always probed, so its message is its own failure.
+    """
     from pyspark.sql import functions as F
 
     done = Isolation(dict(known)).condition() if known else F.lit(False)
     todo = raw.filter(~done)
     ranges = todo.groupBy("partition").agg(F.min("offset"), F.max("offset")).collect()
-    stack: list[tuple[int, int, int]] = [(int(r[0]), int(r[1]), int(r[2])) for r in ranges]
     found: dict[Coordinate, str] = {}
     probes = 0
-    while stack:
-        partition, lo, hi = stack.pop()
+
+    def probe(partition: int, lo: int, hi: int) -> BaseException | None:
+        nonlocal probes
+        probes += 1
         part = todo.filter(
             (F.col("partition") == F.lit(partition)) & F.col("offset").between(lo, hi)
         )
         error = fails(part)
-        probes += 1
-        if error is None:
-            continue
-        if is_transient(error):
+        if error is not None and is_transient(error):
             raise error
+        return error
+
+    def search(partition: int, lo: int, hi: int, failing: bool) -> bool:
+        """Find the culprits in [lo, hi] of a partition; True when there were any."""
         if lo == hi:
+            error = probe(partition, lo, hi)
+            if error is None:
+                return False
             found[(partition, lo)] = summary(error)
             if len(found) + len(known) > MAX_CULPRITS:
                 msg = (
@@ -133,9 +143,16 @@ def bisect(
                     "the fault is not in a few records"
                 )
                 raise ScorestreamError(msg) from error
-            continue
+            return True
+        if not failing and probe(partition, lo, hi) is None:
+            return False
         mid = (lo + hi) // 2
-        stack += [(partition, mid + 1, hi), (partition, lo, mid)]
+        left = search(partition, lo, mid, False)
+        search(partition, mid + 1, hi, not left)
+        return True
+
+    for row in ranges:
+        search(int(row[0]), int(row[1]), int(row[2]), False)
     log.info("isolation: %d probe(s), %d failing record(s)", probes, len(found))
     return found
 

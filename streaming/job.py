@@ -564,6 +564,7 @@ class Scorer:
                 s.markers,
                 f"scorestream-{query_id(s.checkpoint_dir)}",
                 s.transaction_timeout_ms,
+                max_message_bytes=self.max_request_bytes,
             )
         self._sink.start()
         if batch_id <= self._sink.last_committed:

@@ -92,13 +92,14 @@ class ValidationSettings:
     event_time_end_ms: int = EVENT_TIME_END_MS  # exclusive
 
     def __post_init__(self) -> None:
-        if not EVENT_TIME_MIN_MS <= self.event_time_min_ms < self.event_time_end_ms:
+        # Spark's timestamps span years 1 to 9999; the window must lie inside them.
+        if not -62_135_596_800_000 <= self.event_time_min_ms < self.event_time_end_ms:
             msg = (
                 f"event_time window [{self.event_time_min_ms}, {self.event_time_end_ms}) must "
-                f"be non-empty and start at or after {EVENT_TIME_MIN_MS}"
+                "be non-empty and start at or after year 1"
             )
             raise ConfigError(msg)
-        if self.event_time_end_ms > 253_402_300_800_000:  # 10000-01-01: Spark's last year
+        if self.event_time_end_ms > 253_402_300_800_000:  # 10000-01-01
             msg = f"event_time window end {self.event_time_end_ms} is after year 9999"
             raise ConfigError(msg)
 
