@@ -17,8 +17,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from scorestream.contract.reasons import PROCESSING_ERROR
 from scorestream.errors import ScorestreamError
-from streaming.validate import MESSAGE, PROCESSING_ERROR, REASON, SOURCE_COLUMNS
+from scorestream.streaming.validate import MESSAGE, REASON, SOURCE_COLUMNS
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

@@ -23,21 +23,21 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
-from models.registry import Registry
-from monitoring.counting import BinCounter, bucket_index
-from monitoring.drift import DriftWindow, ReferenceProfile, drift_report
-from monitoring.metrics import ScorerMetrics, serve
-from monitoring.settings import MonitorSettings
 from scorestream.errors import ScorestreamError
+from scorestream.models.registry import Registry
+from scorestream.monitoring.counting import BinCounter, bucket_index
+from scorestream.monitoring.drift import DriftWindow, ReferenceProfile, drift_report
+from scorestream.monitoring.metrics import ScorerMetrics, serve
+from scorestream.monitoring.settings import MonitorSettings
+from scorestream.streaming.job import BatchStats
+from scorestream.streaming.validate import REASON
 from scorestream.tally import Tally
-from streaming.job import BatchStats
-from streaming.validate import REASON
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
-    from pyspark.sql.streaming import StreamingQueryListener
+    from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
-    from streaming.job import Scorer
+    from scorestream.streaming.job import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -136,12 +136,20 @@ class ScorerMonitor:
         self._server: WSGIServer | None = None
         self._listener: StreamingQueryListener | None = None
         self._query_id: str | None = None
+        self._progress_of: Callable[[], StreamingQuery | None] | None = None
         self._lock = threading.Lock()
 
     # -- wiring ------------------------------------------------------------------------------
-    def attach(self, scorer: Scorer) -> None:
-        """Start the exporter and hook into the scorer's model holder and query progress."""
+    def attach(
+        self, scorer: Scorer, progress_of: Callable[[], StreamingQuery | None] | None = None
+    ) -> None:
+        """Start the exporter and hook into the scorer's model holder and query progress.
+
+        `progress_of` names another query whose progress (input rate, lag) the gauges show:
+        the real-time query, when `scorer` is the micro-batch query that monitors it.
+        """
         self._scorer = scorer
+        self._progress_of = progress_of
         self._registry = scorer.registry
         holder = scorer.holder
         ref = holder.ref
@@ -170,7 +178,10 @@ class ScorerMonitor:
 
     def is_mine(self, query_id: object) -> bool:
         if self._query_id is None:
-            query = self._scorer.query if self._scorer is not None else None
+            if self._progress_of is not None:
+                query = self._progress_of()
+            else:
+                query = self._scorer.query if self._scorer is not None else None
             if query is None:
                 return False
             self._query_id = str(query.id)
@@ -233,7 +244,7 @@ class ScorerMonitor:
         """
         from pyspark.sql import functions as F
 
-        from streaming.scoring import SCORED_AT
+        from scorestream.streaming.scoring import SCORED_AT
 
         with self._lock:
             if version != self.reference_version:

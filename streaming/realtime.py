@@ -19,22 +19,22 @@ no per-batch listeners (drift, shadow scoring, feedback), no `minPartitions`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from models.registry import ModelVersion, Registry
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
-from streaming import preflight
-from streaming.job import kafka_source
-from streaming.scoring import ScoringPlan, Topics
+from scorestream.models.registry import ModelVersion, Registry
+from scorestream.streaming import preflight
+from scorestream.streaming.job import kafka_source
+from scorestream.streaming.scoring import ScoringPlan, Topics
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-    from streaming.job import ScorerSettings
+    from scorestream.streaming.job import ScorerSettings
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +121,36 @@ def apply_trigger(writer: DataStreamWriter, spark: SparkSession, interval: str) 
     writer._jwrite = writer._jwrite.trigger(realtime_trigger(spark, interval))
 
 
+MONITOR_SUFFIX = ".monitor"
+
+
+def monitor_settings(settings: ScorerSettings, interval: str) -> ScorerSettings:
+    """The micro-batch query that gives a real-time scorer its metrics.
+
+    It reads the same input with the same validation and model on a slower trigger, writes
+    nothing, and feeds the batch listeners (ScorerMonitor): counters by reason, latency and
+    drift, with the same names as the micro-batch scorer's. It has its own checkpoint beside
+    the scorer's, so it never touches the real-time query's offsets. The real-time path itself
+    carries no monitoring work; the cost is one more task slot (`monitor_slots`) and the
+    monitor's share of the CPU, measured in BENCHMARKS.md.
+    """
+    checkpoint = settings.checkpoint_dir
+    return replace(
+        settings,
+        publish=False,
+        exactly_once=False,
+        create_topics=False,
+        trigger_interval=interval,
+        checkpoint=checkpoint.with_name(checkpoint.name + MONITOR_SUFFIX),
+    )
+
+
+def monitor_slots(partitions: int) -> int:
+    """Task slots a monitored real-time scorer needs: one long task per input partition, and
+    one for the monitoring query's short micro-batch tasks."""
+    return partitions + 1
+
+
 class RealtimeScorer:
     """Starts and stops the real-time scoring query (the model is fixed for its lifetime)."""
 
@@ -155,7 +185,7 @@ class RealtimeScorer:
         s = self.settings
         writers = None
         if s.input_format.kind != "json":
-            from streaming.avro_input import load_writer_schemas
+            from scorestream.streaming.avro_input import load_writer_schemas
 
             writers = load_writer_schemas(self.spark, s.input_format)
         e, fmt = self.entry, s.input_format
@@ -165,7 +195,7 @@ class RealtimeScorer:
     def preflight(self) -> None:
         s = self.settings
         preflight.check_broker(self.kafka, s.startup_timeout_s)
-        bound = {**s.bound(), "trigger": "realtime"}
+        bound = {**s.bound(), "trigger": "realtime"}  # whatever the interval text says
         preflight.check_checkpoint(s.checkpoint_dir, bound)
         preflight.check_topics(
             self.kafka,

@@ -10,32 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.spec import FeatureSpec
+from scorestream.contract.reasons import (
+    DECODE_ERROR,
+    MISSING_FIELD,
+    NOT_FINITE,
+    OUT_OF_RANGE,
+    TOO_LARGE,
+    WRONG_TYPE,
+)
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import DataType
-
-# Reason codes of dead-letter records, in the order they are checked.
-TOO_LARGE = "TOO_LARGE"
-DECODE_ERROR = "DECODE_ERROR"
-MISSING_FIELD = "MISSING_FIELD"
-WRONG_TYPE = "WRONG_TYPE"
-NOT_FINITE = "NOT_FINITE"
-OUT_OF_RANGE = "OUT_OF_RANGE"
-# Not a check: a record that made the batch fail (an exception from Spark or the model),
-# isolated after the failure (streaming/isolate.py).
-PROCESSING_ERROR = "PROCESSING_ERROR"
-REASONS = (
-    TOO_LARGE,
-    DECODE_ERROR,
-    MISSING_FIELD,
-    WRONG_TYPE,
-    NOT_FINITE,
-    OUT_OF_RANGE,
-    PROCESSING_ERROR,
-)
 
 # The event_time window a record must fall in (epoch milliseconds, end exclusive):
 # 2000-01-01T00:00:00Z to 2100-01-01T00:00:00Z. Numbers are epoch milliseconds; an epoch in

@@ -10,12 +10,12 @@ from typing import Any
 
 from streamkit import EVENT_TIME, headers, read, running, wait_for
 
-from models.registry import Registry
-from producers.generator import iter_events
-from producers.publisher import Publisher
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
-from streaming.job import ScorerSettings
-from streaming.validate import ValidationSettings
+from scorestream.models.registry import Registry
+from scorestream.producers.publisher import Publisher
+from scorestream.streaming.job import ScorerSettings
+from scorestream.streaming.validate import ValidationSettings
 
 EIGHT_MB = str(8 * 1024 * 1024)
 

@@ -16,13 +16,14 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from streamkit import EVENT_TIME, read_quiet, running, wait_for
 
-from models.registry import Registry
-from producers.generator import iter_events
-from producers.publisher import Publisher
+from scorestream.contract.reasons import REASONS
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
-from streaming.job import ScorerSettings
-from streaming.scoring import DEFAULT_MAX_MESSAGE_BYTES
-from streaming.validate import REASONS, ValidationSettings
+from scorestream.models.registry import Registry
+from scorestream.producers.publisher import Publisher
+from scorestream.streaming.job import ScorerSettings
+from scorestream.streaming.scoring import DEFAULT_MAX_MESSAGE_BYTES
+from scorestream.streaming.validate import ValidationSettings
 
 MAX_RECORD = 3_000_000  # the scorer's record limit here; the input topic takes 8 MiB
 BASE = next(iter(iter_events(1, seed=9))) | {"event_time": EVENT_TIME}

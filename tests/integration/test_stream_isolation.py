@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from streamkit import EVENT_TIME, clone_version, headers, read, running, wait_for
 
-from models.registry import Registry
-from producers.encoding import encode_json
-from producers.generator import iter_events
-from producers.publisher import Publisher
+from scorestream.contract.reasons import PROCESSING_ERROR
+from scorestream.contract.synthetic import iter_events
 from scorestream.errors import ScorestreamError
 from scorestream.kafka import KafkaSettings
-from streaming.job import Scorer, ScorerSettings
-from streaming.validate import PROCESSING_ERROR
+from scorestream.models.registry import Registry
+from scorestream.producers.encoding import encode_json
+from scorestream.producers.publisher import Publisher
+from scorestream.streaming.job import Scorer, ScorerSettings
 
 # A feature-engineering stage with a real bug: amounts in micro-units as a 64-bit integer
 # overflow from 9.2e12 on, and under ANSI mode (Spark's default) the cast throws.

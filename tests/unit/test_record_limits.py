@@ -7,8 +7,8 @@ import pytest
 
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, user_max_request_bytes
-from streaming.isolate import is_transient, summary
-from streaming.validate import ValidationSettings
+from scorestream.streaming.isolate import is_transient, summary
+from scorestream.streaming.validate import ValidationSettings
 
 TASK_FAILURE = (
     "An error occurred while calling o4058.save.\n: org.apache.spark.SparkException: Job "
