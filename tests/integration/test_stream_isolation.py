@@ -52,11 +52,11 @@ def test_records_that_make_the_model_throw_are_dead_lettered_and_the_rest_scored
 ) -> None:
     registry = _registry_with_failing_model(spark, trained_registry, tmp_path / "registry")
     good = []
-    for i, event in enumerate(iter_events(400, seed=77)):
+    for i, event in enumerate(iter_events(120, seed=77)):
         event["event_time"] = EVENT_TIME + i
         good.append(event)
     # Valid by the feature spec (amount >= 0, no upper bound), fatal to the stage.
-    culprits = [{**good[i], "event_id": f"culprit-{i}", "amount": 1e13} for i in (3, 250)]
+    culprits = [{**good[i], "event_id": f"culprit-{i}", "amount": 1e13} for i in (3, 100)]
     invalid = {**good[5], "event_id": "negative", "amount": -1.0}  # an ordinary dead letter
     records = [*good, *culprits, invalid]
     random.Random(3).shuffle(records)
@@ -66,7 +66,7 @@ def test_records_that_make_the_model_throw_are_dead_lettered_and_the_rest_scored
         output_topic=output,
         registry=registry.root,
         checkpoint=tmp_path / "checkpoint",
-        max_offsets_per_trigger=250,  # two batches or more, a culprit in each
+        max_offsets_per_trigger=70,  # two batches or more
     )
     with running(spark, kafka, settings) as scorer, Publisher(kafka) as pub:
         for event in records:
