@@ -26,6 +26,7 @@ from scorestream.streaming.validate import (
     SOURCE_COLUMNS,
     Decoded,
     Raw,
+    ValidationSettings,
     decoded_fields,
     source_columns,
 )
@@ -180,7 +181,11 @@ def check_reader_schema(reader: dict[str, Any], spec: FeatureSpec, path: Path) -
 
 
 def decode_avro(
-    template: DataFrame, spec: FeatureSpec, fmt: InputFormat, writers: WriterSchemas
+    template: DataFrame,
+    spec: FeatureSpec,
+    fmt: InputFormat,
+    writers: WriterSchemas,
+    settings: ValidationSettings | None = None,
 ) -> Decoded:
     """Kafka rows with Avro values -> typed feature columns plus their checks.
 
@@ -232,7 +237,7 @@ def decode_avro(
     for name in required:
         failed = failed | F.col(f"_avro.{name}").isNull()
     message = F.concat(problem, F.substring(F.hex(value), 1, 64))
-    return decoded_fields(steps, spec, raw_values, failed, message)
+    return decoded_fields(steps, spec, raw_values, failed, message, settings)
 
 
 def _confluent_problem(framed: Column, schema_id: Column, writers: WriterSchemas) -> Column:

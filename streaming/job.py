@@ -25,6 +25,14 @@ from scorestream.streaming.avro_input import (
     load_writer_schemas,
 )
 from scorestream.streaming.exactly_once import Record, TransactionalSink, query_id
+from scorestream.streaming.isolate import (
+    Coordinate,
+    Isolation,
+    bisect,
+    dead_letters_like,
+    is_transient,
+    summary,
+)
 from scorestream.streaming.model_holder import ModelHolder
 from scorestream.streaming.registry_schemas import RegistryWriters, register_score_schema
 from scorestream.streaming.scoring import OutputFormat, ScoringPlan, Topics
@@ -63,6 +71,11 @@ class ScorerSettings:
     marker_topic: str = ""  # exactly-once batch markers (empty: <output topic>.markers)
     transaction_timeout_ms: int = 300_000
     startup_timeout_s: float = 30.0  # how long to retry an unreachable broker
+    # A batch failing for a reason not in its data (broker, network, authorisation) is
+    # retried this many times, after 1, 2, 4... times the backoff (at most 30 s), then the
+    # query stops with the failure's message.
+    batch_retries: int = 3
+    retry_backoff_s: float = 1.0
     # False: score and count each batch for the listeners, write nothing (the micro-batch
     # query that monitors a real-time scorer, see streaming/realtime.py).
     publish: bool = True
@@ -261,6 +274,12 @@ class Scorer:
         self._accountant = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer-account")
         self._inflight: tuple[DataFrame, Future[None]] | None = None
         self._inflight_lock = threading.Lock()
+        # Where records go and the largest each topic takes (read by preflight), and the
+        # max.request.size of the scorer's Kafka sink.
+        self.topics: Topics = settings.topics
+        self.max_request_bytes: int | None = None
+        self.isolated = 0  # records dead-lettered as PROCESSING_ERROR since the start
+        self.batch_retries = 0  # batch attempts retried after a failure not in the data
 
     def _process(self, batch: DataFrame, batch_id: int) -> None:
         # Never block here while a stop holds the lock: the stop waits for this thread.
@@ -279,28 +298,15 @@ class Scorer:
         raise StopRequested(msg)
 
     def _process_batch(self, batch: DataFrame, batch_id: int) -> None:
-        from pyspark import StorageLevel
-
         started = time.monotonic()
         if batch.rdd.getNumPartitions() == 0:
             return  # no offsets in this batch: nothing to write
         self.holder.refresh()
         version = self.holder.entry.version
-        s = self.settings
         plan = self._plan(batch)
-        # Cached: the write, the count by reason and the listeners read one scoring of the
-        # batch, not Kafka and the model again.
-        scored = plan.scored(batch).persist(StorageLevel.MEMORY_AND_DISK)
+        scored, skipped, phases = self._write_resilient(batch, batch_id, plan, started)
         accounted = False
         try:
-            out = plan.kafka(scored, s.topics, self._output)
-            phases = {"plan": time.monotonic() - started}
-            skipped = False
-            if s.exactly_once:
-                skipped = self._publish_transaction(out, batch_id)
-            elif s.publish:
-                out.write.format("kafka").options(**self.kafka.spark_sink_options()).save()
-            phases["write"] = time.monotonic() - started - sum(phases.values())
             duration = time.monotonic() - started
             # The previous batch's accounting is done before this one's starts: at most one
             # batch is in flight, and its rows are released.
@@ -318,6 +324,135 @@ class Scorer:
         finally:
             if not accounted:
                 scored.unpersist()
+
+    def _write_resilient(
+        self, batch: DataFrame, batch_id: int, plan: ScoringPlan, started: float
+    ) -> tuple[DataFrame, bool, dict[str, float]]:
+        """Write the batch; when that fails for a reason in its records, isolate them (dead
+        letters PROCESSING_ERROR) and write again; any other failure is retried with backoff,
+        at most `batch_retries` times, then stops the query."""
+        s = self.settings
+        isolation = Isolation({})
+        attempts = 0
+        while True:
+            try:
+                return self._write(batch, batch_id, plan, isolation, started)
+            except StopRequested:
+                raise
+            except Exception as exc:
+                if self._stopping.is_set():
+                    raise
+                failure: BaseException = exc
+                if not is_transient(exc):
+                    try:
+                        found = self._isolate(batch, plan, isolation.culprits)
+                    except Exception as probe_exc:
+                        if not is_transient(probe_exc):
+                            raise
+                        failure, found = probe_exc, {}
+                    if found:
+                        isolation.culprits.update(found)
+                        self.isolated += len(found)
+                        log.warning(
+                            "batch %d: %d record(s) make it fail, dead-lettered as "
+                            "PROCESSING_ERROR: %s",
+                            batch_id,
+                            len(found),
+                            "; ".join(f"{p}:{o} {why}" for (p, o), why in found.items()),
+                        )
+                        continue
+                    # Not reproduced on any part of the batch: not the data's fault after all.
+                attempts += 1
+                if attempts > s.batch_retries:
+                    msg = (
+                        f"batch {batch_id} failed {attempts} times for a reason that is not in "
+                        f"its records, stopping: {summary(failure)}"
+                    )
+                    raise ScorestreamError(msg) from failure
+                self.batch_retries += 1
+                delay = min(s.retry_backoff_s * 2 ** (attempts - 1), 30.0)
+                log.warning(
+                    "batch %d failed (%s); retry %d of %d in %.1f s",
+                    batch_id,
+                    summary(failure),
+                    attempts,
+                    s.batch_retries,
+                    delay,
+                )
+                if self._stopping.wait(delay):
+                    msg = f"scorer stopping; batch {batch_id} left for the next run"
+                    raise StopRequested(msg) from failure
+
+    def _write(
+        self,
+        batch: DataFrame,
+        batch_id: int,
+        plan: ScoringPlan,
+        isolation: Isolation,
+        started: float,
+    ) -> tuple[DataFrame, bool, dict[str, float]]:
+        """Score and publish the batch (the isolated records as dead letters); return the
+        cached scored rows, whether it was a skipped replay, and the phase timings."""
+        from pyspark import StorageLevel
+
+        s = self.settings
+        # Cached: the write, the count by reason and the listeners read one scoring of the
+        # batch, not Kafka and the model again.
+        scored = self._scored(batch, plan, isolation).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            out = plan.kafka(scored, self.topics, self._output)
+            phases = {"plan": time.monotonic() - started}
+            skipped = False
+            if s.exactly_once:
+                skipped = self._publish_transaction(out, batch_id)
+            elif s.publish:
+                out.write.format("kafka").options(**self._sink_options()).save()
+            phases["write"] = time.monotonic() - started - sum(phases.values())
+        except BaseException:
+            scored.unpersist()
+            raise
+        return scored, skipped, phases
+
+    def _sink_options(self) -> dict[str, str]:
+        return self.kafka.spark_sink_options(max_request_bytes=self.max_request_bytes)
+
+    def _scored(self, batch: DataFrame, plan: ScoringPlan, isolation: Isolation) -> DataFrame:
+        """The batch scored and fitted to the topics; isolated records are not scored but
+        dead-lettered with their failure."""
+        s = self.settings
+        if not isolation.culprits:
+            return plan.fit(plan.scored(batch), self.topics, s.output_format)
+        rest = batch.filter(~isolation.condition())
+        fitted = plan.fit(plan.scored(rest), self.topics, s.output_format)
+        return fitted.unionByName(dead_letters_like(fitted, batch, isolation))
+
+    def _isolate(
+        self, batch: DataFrame, plan: ScoringPlan, known: dict[Coordinate, str]
+    ) -> dict[Coordinate, str]:
+        """The batch's records that fail scoring or their sink rows (see streaming/isolate.py),
+        besides those `known`. The Kafka rows are read once and kept while bisecting."""
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        s = self.settings
+        raw = batch.persist(StorageLevel.MEMORY_AND_DISK)
+
+        def fails(part: DataFrame) -> BaseException | None:
+            try:
+                fitted = plan.fit(plan.scored(part), self.topics, s.output_format)
+                # Every column of the scored rows and of their sink rows, into nothing.
+                sink = F.struct(*plan.sink_columns(self.topics)).alias("_sink")
+                fitted.select(F.col("*"), sink).write.format("noop").mode("overwrite").save()
+            except Exception as exc:
+                return exc
+            return None
+
+        started = time.monotonic()
+        try:
+            return bisect(raw, fails, known)
+        finally:
+            raw.unpersist()
+            log.info("isolation took %.3f s", time.monotonic() - started)
 
     def _account(
         self,
@@ -455,6 +590,7 @@ class Scorer:
                 s.markers,
                 f"scorestream-{query_id(s.checkpoint_dir)}",
                 s.transaction_timeout_ms,
+                max_message_bytes=self.max_request_bytes,
             )
         self._sink.start()
         if batch_id <= self._sink.last_committed:
@@ -493,6 +629,7 @@ class Scorer:
             s.topic_partitions,
             compacted=[s.markers] if s.exactly_once else None,
         )
+        self.topics, self.max_request_bytes = preflight.sink_limits(self.kafka, s.topics)
         if s.input_format.kind != "json":
             from scorestream.avro import read_schema
             from scorestream.streaming.avro_input import check_reader_schema

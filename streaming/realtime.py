@@ -27,7 +27,7 @@ from scorestream.kafka import KafkaSettings, topic_partitions
 from scorestream.models.source import ModelEntry, open_source
 from scorestream.streaming import preflight
 from scorestream.streaming.job import kafka_source
-from scorestream.streaming.scoring import ScoringPlan
+from scorestream.streaming.scoring import ScoringPlan, Topics
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -177,6 +177,10 @@ class RealtimeScorer:
         self.model: PipelineModel
         self.entry, self.model = self.registry.load(ref)
         self.query: StreamingQuery | None = None
+        # Where records go and the largest each takes, and the sink's max.request.size
+        # (read by preflight).
+        self.topics: Topics = settings.topics
+        self.max_request_bytes: int | None = None
 
     @property
     def version(self) -> int:
@@ -192,7 +196,7 @@ class RealtimeScorer:
             writers = load_writer_schemas(self.spark, s.input_format)
         e, fmt = self.entry, s.input_format
         plan = ScoringPlan(raw, self.model, e.version, e.spec, s.validation, fmt, writers)
-        return plan.kafka(plan.scored(raw), s.topics, s.output_format)
+        return plan.kafka(plan.scored(raw), self.topics, s.output_format)
 
     def preflight(self) -> None:
         s = self.settings
@@ -206,6 +210,7 @@ class RealtimeScorer:
             s.create_topics,
             s.topic_partitions,
         )
+        self.topics, self.max_request_bytes = preflight.sink_limits(self.kafka, s.topics)
         partitions = topic_partitions(self.kafka, s.input_topic)
         cores = self.spark.sparkContext.defaultParallelism
         if partitions > cores:
@@ -223,7 +228,11 @@ class RealtimeScorer:
         writer = (
             self.plan(kafka_source(self.spark, self.kafka, self.settings))
             .writeStream.format("kafka")
-            .options(**self.kafka.spark_sink_options(linger_ms=0))
+            .options(
+                **self.kafka.spark_sink_options(
+                    linger_ms=0, max_request_bytes=self.max_request_bytes
+                )
+            )
             .option("checkpointLocation", str(s.checkpoint_dir))
             .outputMode("update")
             .queryName(f"scorestream-realtime:{s.input_topic}->{s.output_topic}")
