@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from models.parity import COMPILE_MODES
 from monitoring.cli import metrics_args, monitor_settings
 from scorestream import options as opt
 from scorestream.avro import EVENT_SCHEMA
@@ -164,6 +165,15 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
     )
     opt.add(
         p,
+        "--compiled",
+        env="SCORESTREAM_COMPILED",
+        default=ScorerSettings.compiled,
+        choices=COMPILE_MODES,
+        help="score with the model compiled to column expressions: auto (when it matches the "
+        "PipelineModel to 1e-12 at load), on (or fail), off (PipelineModel)",
+    )
+    opt.add(
+        p,
         "--marker-topic",
         env="SCORESTREAM_MARKER_TOPIC",
         default="",
@@ -218,6 +228,7 @@ def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
         output_format=OutputFormat(kind=args.output_format, schema_id=args.output_schema_id),
         exactly_once=args.exactly_once,
         marker_topic=args.marker_topic,
+        compiled=args.compiled,
         create_topics=args.create_topics,
         startup_timeout_s=args.startup_timeout,
     )

@@ -59,6 +59,7 @@ class ScorerSettings:
     marker_topic: str = ""  # exactly-once batch markers (empty: <output topic>.markers)
     transaction_timeout_ms: int = 300_000
     startup_timeout_s: float = 30.0  # how long to retry an unreachable broker
+    compiled: str = "auto"  # score by compiled expressions: auto (when parity holds), on, off
 
     @property
     def markers(self) -> str:
@@ -230,7 +231,7 @@ class Scorer:
         self.kafka = kafka
         self.settings = settings
         self.registry = Registry(settings.registry)
-        self.holder = ModelHolder(self.registry, settings.model)
+        self.holder = ModelHolder(self.registry, settings.model, compile_mode=settings.compiled)
         self.totals = Totals()
         self.last_batch: BatchStats | None = None
         self.query: StreamingQuery | None = None
@@ -403,8 +404,16 @@ class Scorer:
         writers = self._writer_schemas(refresh=True)
         key = (entry.version, None if writers is None else writers.key())
         if self._scoring is None or self._scoring[0] != key:
+            compiled = self.holder.route.compiled
             plan = ScoringPlan(
-                batch, model, entry.version, entry.spec, s.validation, s.input_format, writers
+                batch,
+                model,
+                entry.version,
+                entry.spec,
+                s.validation,
+                s.input_format,
+                writers,
+                compiled,
             )
             self._scoring = (key, plan)
         return self._scoring[1]

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from models.parity import choose_route
 from models.registry import ModelVersion, Registry
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
@@ -140,6 +141,8 @@ class RealtimeScorer:
         self.entry: ModelVersion
         self.model: PipelineModel
         self.entry, self.model = self.registry.load(settings.model)
+        e = self.entry
+        self.route = choose_route(spark, self.model, e.spec, e.version, settings.compiled)
         self.query: StreamingQuery | None = None
 
     @property
@@ -155,7 +158,8 @@ class RealtimeScorer:
 
             writers = load_writer_schemas(self.spark, s.input_format)
         e, fmt = self.entry, s.input_format
-        plan = ScoringPlan(raw, self.model, e.version, e.spec, s.validation, fmt, writers)
+        compiled = self.route.compiled
+        plan = ScoringPlan(raw, self.model, e.version, e.spec, s.validation, fmt, writers, compiled)
         return plan.kafka(plan.scored(raw), s.topics, s.output_format)
 
     def preflight(self) -> None:
