@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from models.coefficients import _stage_card
-from models.scorer import _one_hot
-from models.spec import FeatureSpec
-from models.sqlexpr import Case as CaseExpr
-from models.sqlexpr import (
+from scorestream.models.coefficients import _stage_card
+from scorestream.models.scorer import _one_hot
+from scorestream.contract.spec import FeatureSpec
+from scorestream.models.sqlexpr import Case as CaseExpr
+from scorestream.models.sqlexpr import (
     Cond,
     Expr,
     Gt,
@@ -36,7 +36,7 @@ from models.sqlexpr import (
     render,
     total,
 )
-from models.sqlexpr import Div as DivExpr
+from scorestream.models.sqlexpr import Div as DivExpr
 from scorestream.errors import ModelError
 
 if TYPE_CHECKING:

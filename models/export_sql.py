@@ -10,15 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.compile import CompiledModel
-from models.parity import choose_route
-from models.sqlexpr import check_dialect, quote_name
+from scorestream.models.compile import CompiledModel
+from scorestream.models.parity import choose_route
+from scorestream.models.sqlexpr import check_dialect, quote_name
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import SparkSession
 
-    from models.registry import ModelVersion
+    from scorestream.models.registry import ModelVersion
 
 COLUMN_TYPES = {
     "postgres": ("double precision", "text"),

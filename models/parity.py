@@ -13,8 +13,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from models.compile import CompiledModel, NotCompilable, compile_pipeline
-from models.spec import FeatureSpec
+from scorestream.models.compile import CompiledModel, NotCompilable, compile_pipeline
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError, ModelError
 
 if TYPE_CHECKING:
@@ -92,7 +92,7 @@ def check_parity(model: PipelineModel, compiled: CompiledModel, frame: DataFrame
     """Largest |compiled - PipelineModel| probability and prediction mismatches on `frame`."""
     from pyspark.sql import functions as F
 
-    from models.evaluate import score_column
+    from scorestream.models.evaluate import score_column
 
     score, prediction = compiled.columns()
     both = model.transform(frame).select(

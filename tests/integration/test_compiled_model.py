@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 from fixtures_estimators import feature_frame, hard_rows
 
-from models.compile import compile_pipeline
-from models.evaluate import score_column
-from models.parity import choose_route
-from models.pipeline import ESTIMATORS
-from models.registry import Registry
-from producers.generator import SPEC
+from scorestream.models.compile import compile_pipeline
+from scorestream.models.evaluate import score_column
+from scorestream.models.parity import choose_route
+from scorestream.models.pipeline import ESTIMATORS
+from scorestream.models.registry import Registry
+from scorestream.contract.synthetic import SPEC
 from scorestream.errors import ModelError
-from streaming.scoring import ScoringPlan
-from streaming.validate import ValidationSettings
+from scorestream.streaming.scoring import ScoringPlan
+from scorestream.streaming.validate import ValidationSettings
 
 ROWS = 2000
 
@@ -62,7 +62,7 @@ def test_compiled_plan_is_one_projection_without_ml_functions(
     import datetime as dt
     import json
 
-    from streaming.scoring import OutputFormat, Topics
+    from scorestream.streaming.scoring import OutputFormat, Topics
 
     registry, versions = estimator_registry
     entry, model = registry.load(versions["gbt"])
@@ -97,7 +97,7 @@ def test_uncompilable_stage_falls_back_with_the_reason(
     entry, model = registry.load(versions["logistic"])
     extra = SQLTransformer(statement="SELECT * FROM __THIS__")
     odd = PipelineModel(stages=[extra, *model.stages])
-    with caplog.at_level(logging.WARNING, logger="models.parity"):
+    with caplog.at_level(logging.WARNING, logger="scorestream.models.parity"):
         route = choose_route(spark, odd, entry.spec, 99, "auto")
     assert route.compiled is None and route.name == "pipeline"
     assert "SQLTransformer" in route.reason, route.reason

@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from streamkit import EVENT_TIME, read, running
 
-from models.evaluate import score_column
-from models.pipeline import ESTIMATORS
-from models.registry import Registry
-from producers.generator import SPEC, iter_events
-from producers.publisher import ProduceSettings, publish
+from scorestream.models.evaluate import score_column
+from scorestream.models.pipeline import ESTIMATORS
+from scorestream.models.registry import Registry
+from scorestream.contract.synthetic import SPEC, iter_events
+from scorestream.producers.publisher import ProduceSettings, publish
 from scorestream.kafka import KafkaSettings
-from streaming.job import ScorerSettings
+from scorestream.streaming.job import ScorerSettings
 
 EVENTS = 400
 

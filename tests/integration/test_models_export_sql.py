@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from fixtures_estimators import feature_frame, hard_rows
 
-from models.evaluate import score_column
-from models.export import export
-from models.export_sql import view_name
-from models.pipeline import ESTIMATORS
-from models.registry import Registry
-from producers.generator import SPEC
+from scorestream.models.evaluate import score_column
+from scorestream.models.export import export
+from scorestream.models.export_sql import view_name
+from scorestream.models.pipeline import ESTIMATORS
+from scorestream.models.registry import Registry
+from scorestream.contract.synthetic import SPEC
 from scorestream.cli import main
 
 ROWS = 2000

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from models.sqlexpr import (
+from scorestream.models.sqlexpr import (
     Case,
     Gt,
     Imputed,
