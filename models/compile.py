@@ -16,9 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from scorestream.contract.spec import FeatureSpec
+from scorestream.errors import ModelError
 from scorestream.models.coefficients import _stage_card
 from scorestream.models.scorer import _one_hot
-from scorestream.contract.spec import FeatureSpec
 from scorestream.models.sqlexpr import Case as CaseExpr
 from scorestream.models.sqlexpr import (
     Cond,
@@ -37,7 +38,6 @@ from scorestream.models.sqlexpr import (
     total,
 )
 from scorestream.models.sqlexpr import Div as DivExpr
-from scorestream.errors import ModelError
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel

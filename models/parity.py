@@ -13,9 +13,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from scorestream.models.compile import CompiledModel, NotCompilable, compile_pipeline
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError, ModelError
+from scorestream.models.compile import CompiledModel, NotCompilable, compile_pipeline
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel

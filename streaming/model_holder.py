@@ -8,8 +8,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from scorestream.contract.spec import FeatureSpec
-from scorestream.models.parity import Route, choose_route
 from scorestream.errors import ModelError
+from scorestream.models.parity import Route, choose_route
 from scorestream.models.registry import ModelVersion, Registry
 
 if TYPE_CHECKING:

@@ -22,9 +22,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from scorestream.models.parity import choose_route
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
+from scorestream.models.parity import choose_route
 from scorestream.models.registry import ModelVersion, Registry
 from scorestream.streaming import preflight
 from scorestream.streaming.job import kafka_source

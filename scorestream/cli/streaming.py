@@ -9,7 +9,6 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from scorestream.models.parity import COMPILE_MODES
 from scorestream import options as opt
 from scorestream.avro import EVENT_SCHEMA
 from scorestream.cli import operations as ops
@@ -23,6 +22,7 @@ from scorestream.cli.common import (
 )
 from scorestream.cli.monitoring import metrics_args, monitor_settings
 from scorestream.errors import ScorestreamError
+from scorestream.models.parity import COMPILE_MODES
 from scorestream.streaming.avro_input import INPUT_FORMATS, InputFormat
 from scorestream.streaming.job import Scorer, ScorerSettings, validate_settings
 from scorestream.streaming.monitor import ScorerMonitor

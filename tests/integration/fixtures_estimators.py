@@ -8,10 +8,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from scorestream.contract.synthetic import SPEC, generate_columns
 from scorestream.models.pipeline import ESTIMATORS, EstimatorSettings
 from scorestream.models.registry import Registry
 from scorestream.models.train import TrainSettings, synthetic_frame, train
-from scorestream.contract.synthetic import SPEC, generate_columns
 
 # Small ensembles keep training to seconds; depth 4 still puts every feature in the splits.
 SMALL = {"num_trees": 12, "max_iter": 12, "max_depth": 4}

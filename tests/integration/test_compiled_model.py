@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from fixtures_estimators import feature_frame, hard_rows
 
+from scorestream.contract.synthetic import SPEC
+from scorestream.errors import ModelError
 from scorestream.models.compile import compile_pipeline
 from scorestream.models.evaluate import score_column
 from scorestream.models.parity import choose_route
 from scorestream.models.pipeline import ESTIMATORS
 from scorestream.models.registry import Registry
-from scorestream.contract.synthetic import SPEC
-from scorestream.errors import ModelError
 from scorestream.streaming.scoring import ScoringPlan
 from scorestream.streaming.validate import ValidationSettings
 

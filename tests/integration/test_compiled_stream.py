@@ -9,12 +9,12 @@ from typing import Any
 import pytest
 from streamkit import EVENT_TIME, read, running
 
+from scorestream.contract.synthetic import SPEC, iter_events
+from scorestream.kafka import KafkaSettings
 from scorestream.models.evaluate import score_column
 from scorestream.models.pipeline import ESTIMATORS
 from scorestream.models.registry import Registry
-from scorestream.contract.synthetic import SPEC, iter_events
 from scorestream.producers.publisher import ProduceSettings, publish
-from scorestream.kafka import KafkaSettings
 from scorestream.streaming.job import ScorerSettings
 
 EVENTS = 400

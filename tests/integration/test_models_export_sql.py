@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from fixtures_estimators import feature_frame, hard_rows
 
+from scorestream.cli import main
+from scorestream.contract.synthetic import SPEC
 from scorestream.models.evaluate import score_column
 from scorestream.models.export import export
 from scorestream.models.export_sql import view_name
 from scorestream.models.pipeline import ESTIMATORS
 from scorestream.models.registry import Registry
-from scorestream.contract.synthetic import SPEC
-from scorestream.cli import main
 
 ROWS = 2000
 TOLERANCE = 1e-9

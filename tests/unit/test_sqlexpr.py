@@ -7,6 +7,7 @@ import sqlite3
 
 import pytest
 
+from scorestream.errors import ConfigError, ModelError
 from scorestream.models.sqlexpr import (
     Case,
     Gt,
@@ -22,7 +23,6 @@ from scorestream.models.sqlexpr import (
     quote_name,
     render,
 )
-from scorestream.errors import ConfigError, ModelError
 
 MARGIN = Sum(
     (
