@@ -76,6 +76,7 @@ class ScorerSettings:
     # query stops with the failure's message.
     batch_retries: int = 3
     retry_backoff_s: float = 1.0
+    compiled: str = "auto"  # score by compiled expressions: auto (when parity holds), on, off
     # False: score and count each batch for the listeners, write nothing (the micro-batch
     # query that monitors a real-time scorer, see streaming/realtime.py).
     publish: bool = True
@@ -256,7 +257,7 @@ class Scorer:
         self.kafka = kafka
         self.settings = settings
         self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
-        self.holder = ModelHolder(self.registry, ref)
+        self.holder = ModelHolder(self.registry, ref, compile_mode=settings.compiled)
         self.totals = Totals()
         self.last_batch: BatchStats | None = None
         self.query: StreamingQuery | None = None
@@ -553,8 +554,16 @@ class Scorer:
         writers = self._writer_schemas(refresh=True, batch=batch)
         key = (entry.version, None if writers is None else writers.key())
         if self._scoring is None or self._scoring[0] != key:
+            compiled = self.holder.route.compiled
             plan = ScoringPlan(
-                batch, model, entry.version, entry.spec, s.validation, s.input_format, writers
+                batch,
+                model,
+                entry.version,
+                entry.spec,
+                s.validation,
+                s.input_format,
+                writers,
+                compiled,
             )
             self._scoring = (key, plan)
         return self._scoring[1]

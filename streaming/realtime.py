@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
+from scorestream.models.parity import choose_route
 from scorestream.models.source import ModelEntry, open_source
 from scorestream.streaming import preflight
 from scorestream.streaming.job import kafka_source
@@ -176,6 +177,8 @@ class RealtimeScorer:
         self.entry: ModelEntry
         self.model: PipelineModel
         self.entry, self.model = self.registry.load(ref)
+        e = self.entry
+        self.route = choose_route(spark, self.model, e.spec, e.version, settings.compiled)
         self.query: StreamingQuery | None = None
         # Where records go and the largest each takes, and the sink's max.request.size
         # (read by preflight).
@@ -195,7 +198,8 @@ class RealtimeScorer:
 
             writers = load_writer_schemas(self.spark, s.input_format)
         e, fmt = self.entry, s.input_format
-        plan = ScoringPlan(raw, self.model, e.version, e.spec, s.validation, fmt, writers)
+        compiled = self.route.compiled
+        plan = ScoringPlan(raw, self.model, e.version, e.spec, s.validation, fmt, writers, compiled)
         return plan.kafka(plan.scored(raw), self.topics, s.output_format)
 
     def preflight(self) -> None:

@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import Column, DataFrame
 
+    from scorestream.models.compile import CompiledModel
+
 # Kafka header names on score and dead-letter records.
 H_PARTITION = "scorestream.source.partition"
 H_OFFSET = "scorestream.source.offset"
@@ -107,12 +109,18 @@ def _header(name: str, value: Column) -> Column:
     return F.struct(F.lit(name).alias("key"), value.cast("string").cast("binary").alias("value"))
 
 
-def _score_columns(version: int) -> tuple[Column, ...]:
+def _score_columns(version: int, compiled: CompiledModel | None = None) -> tuple[Column, ...]:
     from pyspark.sql import functions as F
 
+    outputs: tuple[Column, ...]
+    if compiled is None:
+        outputs = (score_column().alias("score"),)
+    else:
+        score, prediction = compiled.columns()
+        outputs = (score.alias("score"), prediction.alias("prediction"))
     return (
         F.col("*"),
-        score_column().alias("score"),
+        *outputs,
         F.lit(version).alias("model_version"),
         scoring_clock().alias(SCORED_AT),
     )
@@ -293,6 +301,10 @@ class ScoringPlan:
     PySpark's `PipelineModel.transform` copies every stage's params to the JVM on each call; a
     micro-batch scorer would pay both per batch. A plan serves one model version (and one set
     of Avro writer schemas): `scored()` is then a few selects and one JVM call.
+
+    With `compiled` (see models.parity), the score and prediction are plain column
+    expressions instead of the PipelineModel's stages: decode, validate, score and encode are
+    then one projection.
     """
 
     def __init__(
@@ -304,11 +316,12 @@ class ScoringPlan:
         validation: ValidationSettings,
         fmt: InputFormat | None = None,
         writers: WriterSchemas | None = None,
+        compiled: CompiledModel | None = None,
     ) -> None:
         self.spec = spec
         self.decoded = validate(decoder(template, spec, fmt, writers, validation), spec, validation)
-        self._java_model = model._to_java()  # params copied once, not per batch
-        self._score = _score_columns(version)
+        self._java_model = None if compiled else model._to_java()  # params copied once
+        self._score = _score_columns(version, compiled)
         self._sink: dict[Topics, tuple[Column, ...]] = {}
         self._fit: dict[tuple[Topics, OutputFormat], tuple[Column, dict[str, Column]]] = {}
 
@@ -322,6 +335,8 @@ class ScoringPlan:
         from pyspark.sql import DataFrame as SparkFrame
 
         validated = self.validated(raw)
+        if self._java_model is None:
+            return validated.select(*self._score)
         transformed = SparkFrame(
             self._java_model.transform(validated._jdf),
             validated.sparkSession,

@@ -162,8 +162,11 @@ def cmd_mlflow_attach(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from scorestream.models.export import check_format, export
     from scorestream.models.registry import Registry
+    from scorestream.models.sqlexpr import check_dialect
 
     check_format(args.format)
+    if args.format == "sql":
+        check_dialect(args.dialect)
     reg = Registry(args.registry)
     version = reg.resolve(args.version)
     spark = None
@@ -174,8 +177,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         conf = spark_conf()
     spark = spark_session(args, "scorestream-export", conf)
     entry, model = reg.load(version)
-    path = export(spark, entry, model, args.format, Path(args.output) if args.output else None)
-    print(f"v{entry.version} -> {path} ({args.format})")
+    output = Path(args.output) if args.output else None
+    path = export(spark, entry, model, args.format, output, args.dialect, args.table)
+    shown = f"{args.format}, {args.dialect}" if args.format == "sql" else args.format
+    print(f"v{entry.version} -> {path} ({shown})")
     return 0
 
 
@@ -382,12 +387,22 @@ def register(command: Command) -> None:
     p.add_argument(
         "--format",
         default="coefficients",
-        help="export: coefficients, pmml or onnx [env: none, default: coefficients]",
+        help="export: coefficients, pmml, onnx or sql [env: none, default: coefficients]",
     )
     p.add_argument(
         "--output",
         default=None,
-        help="export: file to write [env: none, default: model-v<N>.<json|pmml|onnx>]",
+        help="export: file to write [env: none, default: model-v<N>.<json|pmml|onnx|sql>]",
+    )
+    p.add_argument(
+        "--dialect",
+        default="postgres",
+        help="export --format sql: postgres, sqlite or spark [env: none, default: postgres]",
+    )
+    p.add_argument(
+        "--table",
+        default="features",
+        help="export --format sql: table the view reads [env: none, default: features]",
     )
     registry_arg(p)
     spark_args(p)

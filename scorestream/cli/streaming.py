@@ -25,6 +25,7 @@ from scorestream.cli.common import (
 )
 from scorestream.cli.monitoring import metrics_args, monitor_settings
 from scorestream.errors import ConfigError, ScorestreamError
+from scorestream.models.parity import COMPILE_MODES
 from scorestream.schema_registry import SchemaRegistrySettings
 from scorestream.streaming.avro_input import INPUT_FORMATS, InputFormat
 from scorestream.streaming.job import Scorer, ScorerSettings, validate_settings
@@ -169,6 +170,15 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
     )
     opt.add(
         p,
+        "--compiled",
+        env="SCORESTREAM_COMPILED",
+        default=ScorerSettings.compiled,
+        choices=COMPILE_MODES,
+        help="score with the model compiled to column expressions: auto (when it matches the "
+        "PipelineModel to 1e-12 at load), on (or fail), off (PipelineModel)",
+    )
+    opt.add(
+        p,
         "--marker-topic",
         env="SCORESTREAM_MARKER_TOPIC",
         default="",
@@ -252,6 +262,7 @@ def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
         ),
         exactly_once=args.exactly_once,
         marker_topic=args.marker_topic,
+        compiled=args.compiled,
         create_topics=args.create_topics,
         startup_timeout_s=args.startup_timeout,
     )

@@ -88,3 +88,6 @@ def trained_registry(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Re
 @pytest.fixture
 def checkpoint(tmp_path: Path) -> Path:
     return tmp_path / "checkpoint"
+
+
+pytest_plugins = ["fixtures_postgres", "fixtures_estimators"]
