@@ -63,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     from monitoring.cli import metrics_args
     from monitoring.cli import register as register_monitoring
     from producers.cli import register as register_producers
+    from scorestream.serve.cli import register as register_serve
     from streaming.cli import register as register_streaming
 
     parser = argparse.ArgumentParser(
@@ -92,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_streaming(command)
     register_producers(command)
     register_monitoring(command)
+    register_serve(command)
 
     p = command("demo", cmd_demo, "run the whole path end to end on a local stack")
     opt.add(

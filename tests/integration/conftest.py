@@ -20,6 +20,9 @@ from producers.generator import SPEC
 from scorestream.kafka import KafkaSettings, ensure_topics
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
+# Fixtures of other topics live in their own modules (small merges).
+pytest_plugins = ["fixtures_serve"]
+
 TopicFactory = Callable[..., str]
 
 
