@@ -64,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     from monitoring.cli import register as register_monitoring
     from producers.cli import register as register_producers
     from scorestream.serve.cli import register as register_serve
+    from scorestream.sink.cli import register as register_sink
     from streaming.cli import register as register_streaming
 
     parser = argparse.ArgumentParser(
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_producers(command)
     register_monitoring(command)
     register_serve(command)
+    register_sink(command)
 
     p = command("demo", cmd_demo, "run the whole path end to end on a local stack")
     opt.add(
