@@ -53,6 +53,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             state=Path(STATE),
             port=args.port,
             keep=args.keep,
+            serve_port=args.serve_port,
             monitoring=monitor_settings(args),
         )
     )
@@ -121,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=9092,
         type=opt.positive_int,
         help="broker port of the demo's stack",
+    )
+    opt.add(
+        p,
+        "--serve-port",
+        env="SCORESTREAM_SERVE_PORT",
+        default=8000,
+        type=opt.positive_int,
+        help="with --keep: port of the HTTP scoring service on 127.0.0.1",
     )
     p.add_argument(
         "--keep",
