@@ -166,7 +166,7 @@ class Service:
             code = 422
         else:
             code = 200
-        return JSONResponse(json.loads(body.model_dump_json()), status_code=code)
+        return JSONResponse(json.loads(body.model_dump_json(exclude_none=True)), status_code=code)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         broker = self.router.broker_reachable()

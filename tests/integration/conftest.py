@@ -21,7 +21,7 @@ from scorestream.kafka import KafkaSettings, ensure_topics
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
 # Fixtures of other topics live in their own modules (small merges).
-pytest_plugins = ["fixtures_serve", "fixtures_db"]
+pytest_plugins = ["fixtures_serve", "fixtures_sink_db"]
 
 TopicFactory = Callable[..., str]
 

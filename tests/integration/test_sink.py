@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fixtures_db import Postgres
+from fixtures_sink_db import Postgres
 from streamkit import headers, kill_group, read, read_quiet
 
 from producers.publisher import Publisher
@@ -95,7 +95,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Db:
     if request.param == "sqlite":
         path = tmp_path / "scores.db"
         return Db("sqlite", f"jdbc:sqlite:{path}", str(path))
-    pg: Postgres = request.getfixturevalue("postgres")
+    pg: Postgres = request.getfixturevalue("sink_postgres")
     return Db("postgresql", pg.jdbc_url, pg.url, pg.password)
 
 

@@ -52,7 +52,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
+def sink_postgres() -> Iterator[Postgres]:
     bindir = _bindir()
     base = Path(tempfile.mkdtemp(prefix="scorestream-pg-"))
     password = secrets.token_hex(12)  # the tests look for it in logs: it must never appear
