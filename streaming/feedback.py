@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from models.registry import Registry
 from scorestream.errors import ConfigError, ModelError
 from scorestream.kafka import KafkaSettings, describe_error
-from streaming.shadow import Compared
+from scorestream.models.registry import Registry
+from scorestream.streaming.shadow import Compared
 
 log = logging.getLogger(__name__)
 

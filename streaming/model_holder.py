@@ -7,9 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from models.registry import ModelVersion, Registry
-from models.spec import FeatureSpec
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError
+from scorestream.models.registry import ModelVersion, Registry
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel

@@ -16,9 +16,9 @@ from fastapi import Body, FastAPI
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from producers.encoding import decoder, encode_json
 from scorestream import __version__
 from scorestream.kafka import KafkaSettings
+from scorestream.producers.encoding import decoder, encode_json
 from scorestream.serve.replies import PublishError, ReplyRouter, Waiter
 from scorestream.serve.settings import ServeSettings
 

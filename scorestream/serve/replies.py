@@ -24,7 +24,7 @@ from typing import Any
 from scorestream.errors import ScorestreamError
 from scorestream.kafka import KafkaSettings, describe_error, ensure_topics
 from scorestream.serve.settings import ServeSettings
-from streaming.scoring import H_MESSAGE, H_OFFSET, H_PARTITION, H_REASON, H_TOPIC
+from scorestream.streaming.scoring import H_MESSAGE, H_OFFSET, H_PARTITION, H_REASON, H_TOPIC
 
 log = logging.getLogger(__name__)
 

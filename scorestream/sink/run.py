@@ -19,7 +19,7 @@ from scorestream.errors import ScorestreamError
 from scorestream.kafka import KafkaSettings, describe_error, ensure_topics, topic_partitions
 from scorestream.sink.db import Row, Table
 from scorestream.sink.target import Target
-from streaming.scoring import H_MESSAGE, H_OFFSET, H_PARTITION, H_REASON, H_TOPIC
+from scorestream.streaming.scoring import H_MESSAGE, H_OFFSET, H_PARTITION, H_REASON, H_TOPIC
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Sink:
     """Runs the loop until `stop()`; no I/O before `run()`."""
 
     def __init__(self, kafka: KafkaSettings, settings: SinkSettings) -> None:
-        from producers.encoding import decoder
+        from scorestream.producers.encoding import decoder
 
         self.kafka = kafka
         self.settings = settings

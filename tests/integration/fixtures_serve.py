@@ -57,7 +57,7 @@ def serve_factory(kafka: KafkaSettings, tmp_path: Path) -> Iterator[ServeFactory
 
     def start(timeout_s: float = 90.0, **flags: object) -> ServeProcess:
         port = free_port()
-        args = [sys.executable, "-m", "scorestream.cli", "--log-level", "info", "serve"]
+        args = [sys.executable, "-m", "scorestream", "--log-level", "info", "serve"]
         args += ["--bootstrap", kafka.bootstrap, "--port", str(port)]
         for name, value in flags.items():
             args += [f"--{name.replace('_', '-')}", str(value)]

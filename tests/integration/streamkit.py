@@ -14,10 +14,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from models.registry import Registry
-from producers.subscriber import consumer
 from scorestream.kafka import KafkaSettings
-from streaming.job import Scorer, ScorerSettings
+from scorestream.models.registry import Registry
+from scorestream.producers.subscriber import consumer
+from scorestream.streaming.job import Scorer, ScorerSettings
 
 EVENT_TIME = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
@@ -106,7 +106,7 @@ def scorer_process(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "scorestream.cli", "--log-level", "info", "score", *args],
+        [sys.executable, "-m", "scorestream", "--log-level", "info", "score", *args],
         stdout=out,
         stderr=subprocess.STDOUT,
         env=env,

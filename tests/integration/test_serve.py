@@ -13,12 +13,12 @@ import httpx
 from fixtures_serve import ServeFactory
 from streamkit import EVENT_TIME, running
 
-from models.batch import score_frame
-from models.data import typed_features
-from models.registry import Registry
-from producers.generator import SPEC, iter_events
+from scorestream.contract.synthetic import SPEC, iter_events
 from scorestream.kafka import KafkaSettings
-from streaming.job import ScorerSettings
+from scorestream.models.batch import score_frame
+from scorestream.models.data import typed_features
+from scorestream.models.registry import Registry
+from scorestream.streaming.job import ScorerSettings
 
 REQUESTS = 1_000
 CONCURRENCY = 250

@@ -22,8 +22,8 @@ import pytest
 from fixtures_sink_db import Postgres
 from streamkit import headers, kill_group, read, read_quiet
 
-from producers.publisher import Publisher
 from scorestream.kafka import KafkaSettings
+from scorestream.producers.publisher import Publisher
 
 EVENTS, REPEATS, RATE = 4_000, 1_000, 1_500.0  # records/s while the sink is killed and resumed
 BAD = [b"not json", json.dumps({"event_id": "no-score"}).encode()]
@@ -104,7 +104,7 @@ def _sink(db: Db, args: list[str], log: Path) -> subprocess.Popen[bytes]:
     # The URL (with its password) goes by environment, as a deployment would pass it.
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "SCORESTREAM_SINK_URL": db.url}
     return subprocess.Popen(
-        [sys.executable, "-m", "scorestream.cli", "--log-level", "info", "sink", *args],
+        [sys.executable, "-m", "scorestream", "--log-level", "info", "sink", *args],
         stdout=out,
         stderr=subprocess.STDOUT,
         env=env,

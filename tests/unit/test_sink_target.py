@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from producers.encoding import decode_json
 from scorestream.errors import ConfigError
+from scorestream.producers.encoding import decode_json
 from scorestream.serve.settings import ServeSettings
 from scorestream.sink.db import Row, Table
 from scorestream.sink.run import to_row

@@ -8,11 +8,11 @@ import sys
 from types import FrameType
 
 from scorestream import options as opt
-from scorestream.cli_common import Command, kafka_args, kafka_settings
+from scorestream.cli.common import Command, kafka_args, kafka_settings
+from scorestream.contract.formats import FORMATS as OUTPUT_FORMATS
 from scorestream.errors import ConfigError
 from scorestream.sink.run import Sink, SinkSettings
 from scorestream.sink.target import SPELLINGS, parse_url
-from streaming.scoring import OUTPUT_FORMATS
 
 DEFAULTS_BATCH = 1_000
 
