@@ -55,7 +55,7 @@ jars: venv ## fetch the pinned Kafka broker and Spark connector jars into ~/.cac
 demo: jars ## end to end: local broker, training, scorer, DEMO_EVENTS events, summary line
 	$(BIN)/scorestream demo --events $(DEMO_EVENTS) $(DEMO_ARGS)
 
-demo-keep: jars ## the demo, then keep the broker and the scorer running until Ctrl-C
+demo-keep: jars ## the demo, then keep the broker, the scorer and `serve` (127.0.0.1:8000) running until Ctrl-C
 	$(BIN)/scorestream demo --events $(DEMO_EVENTS) --keep $(DEMO_ARGS)
 
 stack-up: jars ## start the local Kafka broker on 127.0.0.1:9092

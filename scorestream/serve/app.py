@@ -166,7 +166,13 @@ class Service:
             code = 422
         else:
             code = 200
-        return JSONResponse(json.loads(body.model_dump_json(exclude_none=True)), status_code=code)
+        # Empty fields are left out, except `event_id`: null says the event had none.
+        shown = json.loads(body.model_dump_json(exclude_none=True))
+        shown["results"] = [
+            {"event_id": r.event_id, **row}
+            for r, row in zip(results, shown["results"], strict=True)
+        ]
+        return JSONResponse(shown, status_code=code)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         broker = self.router.broker_reachable()
