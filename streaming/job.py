@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from scorestream.contract.reasons import REASONS
 from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.kafka import KafkaSettings
-from scorestream.models.registry import Registry
+from scorestream.models.source import open_source
 from scorestream.paths import STATE_ROOT
 from scorestream.streaming import preflight
 from scorestream.streaming.avro_input import (
@@ -45,7 +45,8 @@ class ScorerSettings:
     output_topic: str = "scores"
     dead_letter_topic: str = ""
     registry: Path = STATE_ROOT / "registry"
-    model: str = "champion"
+    model: str = "champion"  # or models:/NAME@ALIAS, models:/NAME/VERSION (MLflow)
+    mlflow_uri: str = ""  # the MLflow tracking server of models:/ references
     checkpoint: Path | None = None
     trigger_interval: str = ""
     max_offsets_per_trigger: int | None = None
@@ -61,6 +62,9 @@ class ScorerSettings:
     marker_topic: str = ""  # exactly-once batch markers (empty: <output topic>.markers)
     transaction_timeout_ms: int = 300_000
     startup_timeout_s: float = 30.0  # how long to retry an unreachable broker
+    # False: score and count each batch for the listeners, write nothing (the micro-batch
+    # query that monitors a real-time scorer, see streaming/realtime.py).
+    publish: bool = True
 
     @property
     def markers(self) -> str:
@@ -237,8 +241,8 @@ class Scorer:
         self.listener_failures = 0
         self.kafka = kafka
         self.settings = settings
-        self.registry = Registry(settings.registry)
-        self.holder = ModelHolder(self.registry, settings.model)
+        self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
+        self.holder = ModelHolder(self.registry, ref)
         self.totals = Totals()
         self.last_batch: BatchStats | None = None
         self.query: StreamingQuery | None = None
@@ -291,7 +295,7 @@ class Scorer:
             skipped = False
             if s.exactly_once:
                 skipped = self._publish_transaction(out, batch_id)
-            else:
+            elif s.publish:
                 out.write.format("kafka").options(**self.kafka.spark_sink_options()).save()
             phases["write"] = time.monotonic() - started - sum(phases.values())
             duration = time.monotonic() - started

@@ -20,8 +20,8 @@ from scorestream.models.registry import Registry
 from scorestream.models.train import TrainSettings, synthetic_frame, train
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
-# Fixtures of other topics live in their own modules (small merges).
-pytest_plugins = ["fixtures_serve", "fixtures_sink_db"]
+# Fixtures of the servers some tests need, one module each.
+pytest_plugins = ["fixtures_mlflow", "fixtures_serve", "fixtures_sink_db"]
 
 TopicFactory = Callable[..., str]
 
