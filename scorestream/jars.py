@@ -16,7 +16,12 @@ BUNDLES = {
     "kafka-broker": "the Apache Kafka broker and its runtime dependencies",
     "spark-connectors": "Spark's Kafka and Avro connectors",
     "sqlite-jdbc": "the SQLite JDBC driver (batch-score --jdbc-url jdbc:sqlite:...)",
+    "schema-registry": "the Apicurio Schema Registry server (the test suite's registry)",
 }
+# Bundles that are an archive to unpack (a server's distribution), not jars to copy.
+UNPACKED = {"schema-registry"}
+# Fetched by the tests that need them, not by `make jars` (158 MB the demo does not use).
+TEST_ONLY = {"schema-registry"}
 _VERSIONED = re.compile(r"^(?P<name>.+?)-\d[\w.\-]*\.jar$")
 
 
@@ -59,7 +64,7 @@ def ensure(bundle: str, cache: Path | None = None, quiet: bool = False) -> Path:
         "-q",
         "-f",
         str(_pom(bundle)),
-        "dependency:copy-dependencies",
+        "dependency:unpack-dependencies" if bundle in UNPACKED else "dependency:copy-dependencies",
         "-DincludeScope=runtime",
         f"-DoutputDirectory={partial}",
     ]
@@ -92,7 +97,8 @@ def spark_connector_jars(cache: Path | None = None) -> list[Path]:
 def main() -> None:
     """`python -m scorestream.jars`: fetch every bundle (used by `make jars`)."""
     for bundle in BUNDLES:
-        print(ensure(bundle))
+        if bundle not in TEST_ONLY:
+            print(ensure(bundle))
 
 
 if __name__ == "__main__":

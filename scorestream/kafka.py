@@ -13,6 +13,7 @@ from typing import Any
 
 from scorestream.errors import ConfigError, StackError
 from scorestream.options import is_secret
+from scorestream.schema_registry import is_registry_option
 
 # Options that mean the same to librdkafka and to the Java client; anything else given with
 # -X goes to both too, and the client that does not know it complains with its own message.
@@ -89,10 +90,12 @@ class KafkaSettings:
     def build(
         cls, bootstrap: str, config_file: str | None = None, options: Iterable[str] = ()
     ) -> KafkaSettings:
-        """From the CLI: a properties file, then -X key=value options (which win)."""
+        """From the CLI: a properties file, then -X key=value options (which win). The file's
+        Schema Registry keys are not Kafka's (see scorestream/schema_registry.py)."""
         merged: dict[str, str] = {}
         if config_file:
-            merged.update(read_properties(Path(config_file)))
+            props = read_properties(Path(config_file))
+            merged.update({k: v for k, v in props.items() if not is_registry_option(k)})
         for text in options:
             key, value = parse_option(text)
             merged[key] = value

@@ -26,6 +26,7 @@ from scorestream.streaming.avro_input import (
 )
 from scorestream.streaming.exactly_once import Record, TransactionalSink, query_id
 from scorestream.streaming.model_holder import ModelHolder
+from scorestream.streaming.registry_schemas import RegistryWriters, register_score_schema
 from scorestream.streaming.scoring import OutputFormat, ScoringPlan, Topics
 from scorestream.streaming.validate import REASON, ValidationSettings
 from scorestream.tally import Tallied, Tally, tally
@@ -253,6 +254,8 @@ class Scorer:
         self.restarts = 0  # query restarts after SPARK-55271 (see _watch)
         self._watchdog: threading.Thread | None = None
         self._writers: WriterSchemas | None = None
+        self._registry_writers: RegistryWriters | None = None
+        self._output = settings.output_format  # with the registry's id after preflight
         self._scoring: tuple[object, ScoringPlan] | None = None
         # The last written batch while it is counted and its listeners run, and its rows.
         self._accountant = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer-account")
@@ -290,7 +293,7 @@ class Scorer:
         scored = plan.scored(batch).persist(StorageLevel.MEMORY_AND_DISK)
         accounted = False
         try:
-            out = plan.kafka(scored, s.topics, s.output_format)
+            out = plan.kafka(scored, s.topics, self._output)
             phases = {"plan": time.monotonic() - started}
             skipped = False
             if s.exactly_once:
@@ -412,7 +415,7 @@ class Scorer:
         across batches and rebuilt only when either changes."""
         entry, model = self.holder.entry, self.holder.model
         s = self.settings
-        writers = self._writer_schemas(refresh=True)
+        writers = self._writer_schemas(refresh=True, batch=batch)
         key = (entry.version, None if writers is None else writers.key())
         if self._scoring is None or self._scoring[0] != key:
             plan = ScoringPlan(
@@ -421,11 +424,22 @@ class Scorer:
             self._scoring = (key, plan)
         return self._scoring[1]
 
-    def _writer_schemas(self, refresh: bool = False) -> WriterSchemas | None:
-        """The Avro writer schemas (the Confluent schema directory is re-read per batch)."""
+    def _writer_schemas(
+        self, refresh: bool = False, batch: DataFrame | None = None
+    ) -> WriterSchemas | None:
+        """The Avro writer schemas (the Confluent schema directory is re-read per batch; a
+        Schema Registry is asked for the batch's new ids)."""
         fmt = self.settings.input_format
         if fmt.kind == "json":
             return None
+        if fmt.registry is not None:
+            if self._registry_writers is None:
+                writers = RegistryWriters(self.spark, fmt)
+                writers.check()  # an unreachable registry stops start-up
+                self._registry_writers = writers
+            if batch is None:
+                return self._registry_writers.current()
+            return self._registry_writers.for_batch(batch)
         if self._writers is None or (refresh and fmt.schema_dir is not None):
             self._writers = load_writer_schemas(self.spark, fmt)
             for schema_id, problem in self._writers.problems.items():
@@ -487,6 +501,7 @@ class Scorer:
             check_reader_schema(read_schema(fmt.reader_schema), self.holder.spec, fmt.reader_schema)
             limit_decoder_allocations(self.spark, s.validation.max_record_bytes)
             self._writer_schemas()
+        self._output = register_score_schema(s.output_format, s.output_topic)
         preflight.write_manifest(s.checkpoint_dir, s.bound())
 
     def start(self) -> StreamingQuery:

@@ -101,6 +101,12 @@ def check_settings(settings: ScorerSettings, realtime: RealtimeSettings) -> None
     if settings.min_partitions:
         msg = "--min-partitions is not supported in real-time mode (one task per partition)"
         raise ConfigError(msg)
+    if settings.input_format.registry is not None or settings.output_format.registry is not None:
+        msg = (
+            "--schema-registry needs micro-batch mode: real-time mode plans its query once and "
+            "cannot learn schema ids that appear later"
+        )
+        raise ConfigError(msg)
     if settings.input_format.kind != "json" and settings.input_format.schema_dir is not None:
         msg = (
             "--schema-dir is re-read per micro-batch; real-time mode reads writer schemas once: "

@@ -13,6 +13,7 @@ from scorestream.contract.formats import FORMATS
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
 from scorestream.models.evaluate import score_column
+from scorestream.schema_registry import SchemaRegistrySettings
 from scorestream.streaming.avro_input import InputFormat, WriterSchemas, decode_avro
 from scorestream.streaming.validate import (
     MESSAGE,
@@ -53,10 +54,11 @@ class Topics:
 @dataclass(frozen=True)
 class OutputFormat:
     """How score records are encoded: JSON, or Avro of schemas/score.avsc (Confluent-framed
-    with `schema_id` for `confluent-avro`)."""
+    with `schema_id` for `confluent-avro`, the id the `registry` gives it when there is one)."""
 
     kind: str = "json"
     schema_id: int = 1
+    registry: SchemaRegistrySettings | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in OUTPUT_FORMATS:
@@ -66,6 +68,9 @@ class OutputFormat:
             raise ConfigError(msg)
         if not 0 <= self.schema_id < 2**31:
             msg = f"output schema id {self.schema_id} is outside 0..2^31-1"
+            raise ConfigError(msg)
+        if self.registry is not None and self.kind != "confluent-avro":
+            msg = f"a Schema Registry serves the confluent-avro output format, not {self.kind!r}"
             raise ConfigError(msg)
 
 
