@@ -21,7 +21,12 @@ from scorestream.models.train import TrainSettings, synthetic_frame, train
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
 # Fixtures of the servers some tests need, one module each.
-pytest_plugins = ["fixtures_mlflow", "fixtures_schema_registry"]
+pytest_plugins = [
+    "fixtures_mlflow",
+    "fixtures_schema_registry",
+    "fixtures_serve",
+    "fixtures_sink_db",
+]
 
 TopicFactory = Callable[..., str]
 
