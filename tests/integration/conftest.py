@@ -26,6 +26,8 @@ pytest_plugins = [
     "fixtures_schema_registry",
     "fixtures_serve",
     "fixtures_sink_db",
+    "fixtures_postgres",
+    "fixtures_estimators",
 ]
 
 TopicFactory = Callable[..., str]
@@ -93,6 +95,3 @@ def trained_registry(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Re
 @pytest.fixture
 def checkpoint(tmp_path: Path) -> Path:
     return tmp_path / "checkpoint"
-
-
-pytest_plugins = ["fixtures_postgres", "fixtures_estimators"]

@@ -112,3 +112,12 @@ def test_a_score_record_becomes_a_row_with_its_position() -> None:
 def test_serve_settings_refuse_unusable_values(field: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=field.split("_")[0]):
         ServeSettings(**{field: value})
+
+
+def test_batch_jdbc_url_error_never_shows_the_url() -> None:
+    from scorestream.models.batch import BatchSettings
+
+    with pytest.raises(ConfigError) as info:
+        BatchSettings(input="x.csv", jdbc_url="postgresql://u:hunter2@db/x", jdbc_table="t")
+    assert "hunter2" not in str(info.value)
+    assert "'postgresql'" in str(info.value)
