@@ -26,11 +26,13 @@ prereqs: ## check Python 3.11+, Java 17+ and Maven, and say what is missing
 	if ! command -v mvn >/dev/null; then echo "missing: mvn (Maven fetches the Kafka and Spark connector jars)"; missing=1; fi; \
 	exit $$missing
 
-system: ## install the Debian tools the tests use (promtool, kcat, docker-compose) when missing
+system: ## install the Debian tools the tests use (promtool, kcat, docker-compose, postgresql) when missing
 	@need=""; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	command -v promtool >/dev/null || need="$$need prometheus"; \
 	command -v kcat >/dev/null || need="$$need kcat"; \
 	command -v docker-compose >/dev/null || need="$$need docker-compose"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	ldconfig -p 2>/dev/null | grep -q libblas.so.3 || need="$$need libblas3"; \
 	if [ -n "$$need" ]; then \
 	  sudo=""; [ "$$(id -u)" -ne 0 ] && sudo="sudo"; \
@@ -54,7 +56,7 @@ jars: venv ## fetch the pinned Kafka broker and Spark connector jars into ~/.cac
 demo: jars ## end to end: local broker, training, scorer, DEMO_EVENTS events, summary line
 	$(BIN)/scorestream demo --events $(DEMO_EVENTS) $(DEMO_ARGS)
 
-demo-keep: jars ## the demo, then keep the broker and the scorer running until Ctrl-C
+demo-keep: jars ## the demo, then keep the broker, the scorer and `serve` (127.0.0.1:8000) running until Ctrl-C
 	$(BIN)/scorestream demo --events $(DEMO_EVENTS) --keep $(DEMO_ARGS)
 
 stack-up: jars ## start the local Kafka broker on 127.0.0.1:9092

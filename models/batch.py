@@ -54,7 +54,9 @@ class BatchSettings:
             msg = f"unknown write mode {self.mode!r}; expected one of {', '.join(WRITE_MODES)}"
             raise ConfigError(msg)
         if self.jdbc_url and not self.jdbc_url.startswith("jdbc:"):
-            msg = f"JDBC URL {self.jdbc_url!r} must start with 'jdbc:'"
+            # Only the scheme is shown: the rest of a URL may hold a user and password.
+            scheme = self.jdbc_url.split(":", 1)[0] if ":" in self.jdbc_url else "none"
+            msg = f"the JDBC URL must start with 'jdbc:' (its scheme is {scheme!r})"
             raise ConfigError(msg)
 
     def driver(self) -> str:

@@ -1,4 +1,4 @@
-"""`scorestream models export`: a registry version as a coefficients card, PMML or ONNX."""
+"""`scorestream models export`: a registry version as a coefficients card, PMML, ONNX or SQL."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
     from scorestream.models.registry import ModelVersion
 
-FORMATS = {"coefficients": "json", "pmml": "pmml", "onnx": "onnx"}
+FORMATS = {"coefficients": "json", "pmml": "pmml", "onnx": "onnx", "sql": "sql"}
 
 
 def default_output(version: int, fmt: str) -> Path:
@@ -34,8 +34,11 @@ def export(
     model: PipelineModel,
     fmt: str,
     output: Path | None = None,
+    dialect: str = "postgres",
+    table: str = "features",
 ) -> Path:
-    """Write version `entry` in `fmt` to `output` (default model-v<N>.<ext>); returns the path."""
+    """Write version `entry` in `fmt` to `output` (default model-v<N>.<ext>); returns the path.
+    `dialect` and `table` apply to the SQL format only."""
     check_format(fmt)
     target = output or default_output(entry.version, fmt)
     if fmt == "coefficients":
@@ -43,7 +46,11 @@ def export(
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(card, indent=1), encoding="utf-8")
         return target
-    assert spark is not None, "pmml and onnx exports need the SparkSession"
+    assert spark is not None, "pmml, onnx and sql exports need the SparkSession"
+    if fmt == "sql":
+        from scorestream.models.export_sql import export_sql
+
+        return export_sql(spark, entry, model, target, dialect, table)[0]
     if fmt == "pmml":
         from scorestream.models.export_pmml import export_pmml
 

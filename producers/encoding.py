@@ -9,9 +9,12 @@ import datetime as dt
 import json
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scorestream.errors import ConfigError
+
+if TYPE_CHECKING:
+    from scorestream.schema_registry import SchemaRegistry
 
 
 def iso_millis(epoch_ms: int) -> str:
@@ -29,7 +32,7 @@ def encode_json(event: Mapping[str, Any]) -> bytes:
 
 
 def encoder(
-    fmt: str, schema: Path | None = None, schema_id: int = 1
+    fmt: str, schema: Path | Mapping[str, Any] | None = None, schema_id: int = 1
 ) -> Callable[[Mapping[str, Any]], bytes]:
     """The event encoder for a format name (Avro: `schema`, default schemas/event.avsc)."""
     if fmt == "json":
@@ -64,7 +67,9 @@ def decode_json(data: bytes) -> dict[str, Any]:
     return record
 
 
-def decoder(fmt: str, schema_dir: Path | None = None) -> Callable[[bytes], dict[str, Any]]:
+def decoder(
+    fmt: str, schema_dir: Path | None = None, registry: SchemaRegistry | None = None
+) -> Callable[[bytes], dict[str, Any]]:
     """The decoder of score records for a format name (what subscribers use)."""
     if fmt == "json":
         return decode_json
@@ -72,7 +77,10 @@ def decoder(fmt: str, schema_dir: Path | None = None) -> Callable[[bytes], dict[
         from scorestream.avro import SCORE_SCHEMA, avro_decoder
 
         return avro_decoder(
-            confluent=fmt == "confluent-avro", writer=SCORE_SCHEMA, schema_dir=schema_dir
+            confluent=fmt == "confluent-avro",
+            writer=SCORE_SCHEMA,
+            schema_dir=schema_dir,
+            registry=registry if fmt == "confluent-avro" else None,
         )
     msg = f"unknown record format {fmt!r}; expected json, avro or confluent-avro"
     raise ConfigError(msg)

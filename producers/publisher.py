@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -9,10 +10,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from scorestream.avro import EVENT_SCHEMA, read_schema
 from scorestream.contract.synthetic import Drift, iter_events
 from scorestream.errors import StackError
 from scorestream.kafka import KafkaSettings, describe_error
 from scorestream.producers.encoding import encoder
+from scorestream.schema_registry import SchemaRegistry, SchemaRegistrySettings, subject
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,11 @@ class ProduceSettings:
     seed: int = 7
     fmt: str = "json"  # json, avro or confluent-avro
     drift: Drift | None = None
-    schema: Path | None = None  # Avro writer schema (default: schemas/event.avsc)
-    schema_id: int = 1  # written in the Confluent header
+    schema: Path | Mapping[str, Any] | None = None  # Avro writer schema (schemas/event.avsc)
+    schema_id: int = 1  # written in the Confluent header (unless a registry gives the id)
+    registry: SchemaRegistrySettings | None = None  # confluent-avro: register, use its id
+    key_field: str = "event_id"  # the record key
+    time_field: str = "event_time"  # stamped with the publish time where a row has none
 
 
 class Publisher:
@@ -93,6 +99,15 @@ class Publisher:
             raise StackError(msg)
 
 
+def writer_schema_id(settings: ProduceSettings) -> int:
+    """The Confluent schema id of the events: registered under `<topic>-value` when there is
+    a registry (idempotent: the same schema keeps its id), else `settings.schema_id`."""
+    if settings.registry is None or settings.fmt != "confluent-avro":
+        return settings.schema_id
+    text = json.dumps(read_schema(settings.schema or EVENT_SCHEMA))
+    return SchemaRegistry(settings.registry).register(subject(settings.topic), text)
+
+
 def publish(
     kafka: KafkaSettings,
     settings: ProduceSettings,
@@ -100,7 +115,7 @@ def publish(
     progress: Callable[[int, float], None] | None = None,
 ) -> int:
     """Publish events (synthetic by default), paced to `rate`; returns the count delivered."""
-    encode = encoder(settings.fmt, settings.schema, settings.schema_id)
+    encode = encoder(settings.fmt, settings.schema, writer_schema_id(settings))
     source = (
         events
         if events is not None
@@ -112,8 +127,12 @@ def publish(
         with Publisher(kafka) as pub:
             for event in source:
                 body = dict(event)
-                body.setdefault("event_time", int(time.time() * 1000))
-                pub.send(settings.topic, encode(body), key=str(body["event_id"]).encode())
+                if body.get(settings.time_field) is None:
+                    body[settings.time_field] = int(time.time() * 1000)
+                key = body.get(settings.key_field)
+                pub.send(
+                    settings.topic, encode(body), key=None if key is None else str(key).encode()
+                )
                 sent += 1
                 if settings.rate > 0:
                     ahead = sent / settings.rate - (time.monotonic() - started)

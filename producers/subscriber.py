@@ -11,6 +11,7 @@ from typing import Any
 from scorestream.errors import DataError
 from scorestream.kafka import KafkaSettings
 from scorestream.producers.encoding import decoder, iso_millis, parse_time
+from scorestream.schema_registry import SchemaRegistry, SchemaRegistrySettings
 
 
 @dataclass
@@ -71,14 +72,16 @@ def iter_scores(
     from_beginning: bool = True,
     fmt: str = "json",
     isolation: str = "read_uncommitted",
+    registry: SchemaRegistrySettings | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Yield decoded score records until `until(summary)` holds or `timeout_s` passes.
 
     `fmt` is the scorer's output format (json, avro, confluent-avro); Avro timestamps are
     given as ISO-8601 text, as in JSON. `isolation` read_committed hides records of aborted
-    transactions (the scorer's --exactly-once mode).
+    transactions (the scorer's --exactly-once mode). With a `registry`, confluent-avro writer
+    schemas are fetched from it by id.
     """
-    decode = decoder(fmt)
+    decode = decoder(fmt, registry=SchemaRegistry(registry) if registry else None)
     seen = summary if summary is not None else ScoreSummary()
     c = consumer(kafka, topic, from_beginning=from_beginning, isolation=isolation)
     deadline = time.monotonic() + timeout_s
@@ -98,5 +101,7 @@ def iter_scores(
                         record[name] = iso_millis(record[name])
                 seen.add(record, arrived)
                 yield record
+                if until(seen):  # `--count N` prints N, not the rest of the fetched chunk
+                    return
     finally:
         c.close()

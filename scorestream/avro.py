@@ -14,10 +14,13 @@ import json
 import struct
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scorestream.errors import ConfigError, DataError
 from scorestream.paths import SCHEMAS_DIR
+
+if TYPE_CHECKING:
+    from scorestream.schema_registry import SchemaRegistry
 
 MAGIC = 0
 HEADER = struct.Struct(">bI")  # magic byte, schema id
@@ -144,11 +147,13 @@ def avro_decoder(
     writer: Path | str | Schema = EVENT_SCHEMA,
     reader: Path | str | Schema | None = None,
     schema_dir: Path | None = None,
+    registry: SchemaRegistry | None = None,
 ) -> Callable[[bytes], dict[str, Any]]:
     """A decoder of Avro records (what subscribers and tests use).
 
     Plain Avro is read with the `writer` schema; Confluent-framed records with the schema whose
-    id the header names, from `schema_dir` (`<id>.avsc`), else with `writer`. With a `reader`
+    id the header names, from `schema_dir` (`<id>.avsc`) or a Schema Registry (fetched once per
+    id), else with `writer`. With a `reader`
     schema, Avro schema resolution applies (added fields get their defaults, removed ones go).
     Timestamps come back as epoch milliseconds. Bad bytes raise DataError.
     """
@@ -164,7 +169,13 @@ def avro_decoder(
         body, writer_schema = data, default_writer
         if confluent:
             schema_id, body = unframe(data)
-            if schema_dir is not None:
+            if registry is not None and schema_id not in by_id:
+                text = registry.schema(schema_id)
+                if text is None:
+                    msg = f"schema id {schema_id} is not in the Schema Registry at {registry.url}"
+                    raise DataError(msg)
+                by_id[schema_id] = _parsed(text)
+            if schema_dir is not None or registry is not None:
                 if schema_id not in by_id:
                     msg = f"schema id {schema_id} is not in {schema_dir} (known: {sorted(by_id)})"
                     raise DataError(msg)

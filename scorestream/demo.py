@@ -33,6 +33,7 @@ class DemoSettings:
     port: int = 9092
     jvm_log_level: str = "ERROR"  # Spark's own messages (WARN with --log-level DEBUG)
     keep: bool = False
+    serve_port: int = 8000  # with keep: the HTTP scoring service (scorestream serve)
     train_rows: int = 30_000
     timeout_s: float = 600.0
     monitoring: MonitorSettings = field(default_factory=MonitorSettings)
@@ -71,6 +72,8 @@ def run_demo(settings: DemoSettings) -> int:
     from scorestream.models.train import TrainSettings, synthetic_frame, train
     from scorestream.producers.publisher import ProduceSettings, publish
     from scorestream.producers.subscriber import ScoreSummary, iter_scores
+    from scorestream.serve.server import Background
+    from scorestream.serve.settings import ServeSettings
     from scorestream.spark import SparkSettings, session
     from scorestream.stack import LocalKafka, StackSettings
     from scorestream.streaming.job import Scorer, ScorerSettings
@@ -85,6 +88,7 @@ def run_demo(settings: DemoSettings) -> int:
     scorer: Scorer | None = None
     spark: SparkSession | None = None
     monitor: ScorerMonitor | None = None
+    service: Background | None = None
     summary, status = "", 1
     try:
         _say(
@@ -188,6 +192,17 @@ def run_demo(settings: DemoSettings) -> int:
                 "try: scorestream produce --count 1000"
             )
             _say(f"      metrics {monitor.url} (Prometheus/Grafana: docs/monitoring.md)")
+            service = Background(
+                kafka,
+                ServeSettings(input_topic=INPUT, output_topic=OUTPUT, port=settings.serve_port),
+            )
+            service.start()
+            _say(
+                f"      HTTP scoring {service.url}/v1/score (docs {service.url}/docs); try: "
+                f"curl -s {service.url}/v1/score -H 'content-type: application/json' "
+                """-d '{"event_id": "e1", "event_time": "2026-11-21T10:15:00Z", "amount": 56.25, """
+                """"merchant_category": "electronics", "country": "NG"}'"""
+            )
             threading.Event().wait()
         _say("[5/5] stopping the scorer and what the demo started")
         status = 0 if len(mine.ids) == settings.events else 1
@@ -199,6 +214,8 @@ def run_demo(settings: DemoSettings) -> int:
             if spark is not None:
                 # Stopping interrupts Hadoop/Kafka threads that warn about it; expected here.
                 spark.sparkContext.setLogLevel("ERROR")
+            if service is not None:
+                service.close()
             if scorer is not None:
                 scorer.stop()
             if monitor is not None:

@@ -17,7 +17,12 @@ BUNDLES = {
     "spark-connectors": "Spark's Kafka and Avro connectors",
     "sqlite-jdbc": "the SQLite JDBC driver (batch-score --jdbc-url jdbc:sqlite:...)",
     "hadoop-minicluster": "a single-node HDFS (MiniDFSCluster) for the integration tests",
+    "schema-registry": "the Apicurio Schema Registry server (the test suite's registry)",
 }
+# Bundles that are an archive to unpack (a server's distribution), not jars to copy.
+UNPACKED = {"schema-registry"}
+# Fetched by the tests that need them, not by `make jars` (158 MB the demo does not use).
+TEST_ONLY = {"schema-registry", "hadoop-minicluster"}
 _VERSIONED = re.compile(r"^(?P<name>.+?)-\d[\w.\-]*\.jar$")
 
 
@@ -60,7 +65,7 @@ def ensure(bundle: str, cache: Path | None = None, quiet: bool = False) -> Path:
         "-q",
         "-f",
         str(_pom(bundle)),
-        "dependency:copy-dependencies",
+        "dependency:unpack-dependencies" if bundle in UNPACKED else "dependency:copy-dependencies",
         "-DincludeScope=runtime",
         f"-DoutputDirectory={partial}",
     ]
@@ -90,14 +95,10 @@ def spark_connector_jars(cache: Path | None = None) -> list[Path]:
     return sorted(j for j in folder.glob("*.jar") if artifact_name(j) not in shipped)
 
 
-# Only the test suite needs these; its fixtures fetch them on first use.
-TEST_BUNDLES = ("hadoop-minicluster",)
-
-
 def main() -> None:
     """`python -m scorestream.jars`: fetch every bundle a user needs (used by `make jars`)."""
     for bundle in BUNDLES:
-        if bundle not in TEST_BUNDLES:
+        if bundle not in TEST_ONLY:
             print(ensure(bundle))
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from scorestream.errors import ConfigError, StackError
 from scorestream.options import is_secret
+from scorestream.schema_registry import is_registry_option
 
 # Options that mean the same to librdkafka and to the Java client; anything else given with
 # -X goes to both too, and the client that does not know it complains with its own message.
@@ -89,10 +90,12 @@ class KafkaSettings:
     def build(
         cls, bootstrap: str, config_file: str | None = None, options: Iterable[str] = ()
     ) -> KafkaSettings:
-        """From the CLI: a properties file, then -X key=value options (which win)."""
+        """From the CLI: a properties file, then -X key=value options (which win). The file's
+        Schema Registry keys are not Kafka's (see scorestream/schema_registry.py)."""
         merged: dict[str, str] = {}
         if config_file:
-            merged.update(read_properties(Path(config_file)))
+            props = read_properties(Path(config_file))
+            merged.update({k: v for k, v in props.items() if not is_registry_option(k)})
         for text in options:
             key, value = parse_option(text)
             merged[key] = value
@@ -116,10 +119,18 @@ class KafkaSettings:
         opts.update({f"kafka.{k}": v for k, v in self._java_options().items()})
         return opts
 
-    def spark_sink_options(self, linger_ms: int = 5) -> dict[str, str]:
+    def spark_sink_options(
+        self, linger_ms: int = 5, max_request_bytes: int | None = None
+    ) -> dict[str, str]:
         """Options for Spark's Kafka sink: `spark_options()` over SINK_DEFAULTS, with the
-        given linger (real-time mode passes 0: it sends each record as soon as it is scored)."""
+        given linger (real-time mode passes 0: it sends each record as soon as it is scored)
+        and `max.request.size` (the largest record the sink's topics take, from preflight)."""
         defaults = {**SINK_DEFAULTS, "linger.ms": str(linger_ms)}
+        if max_request_bytes is not None:
+            defaults["max.request.size"] = str(max_request_bytes)
+            # The producer also refuses a record larger than its whole buffer (32 MiB).
+            if max_request_bytes > 33_554_432:
+                defaults["buffer.memory"] = str(max_request_bytes)
         opts = {f"kafka.{k}": v for k, v in defaults.items() if k not in self.options}
         opts.update(self.spark_options())
         return opts
@@ -130,6 +141,52 @@ class KafkaSettings:
         conf.update({k: v for k, v in self.options.items() if k not in JAVA_ONLY})
         conf.update(overrides)
         return conf
+
+
+def user_max_request_bytes(settings: KafkaSettings) -> int | None:
+    """The producers' `max.request.size` the user set (-X or properties), if any."""
+    text = settings.options.get("max.request.size")
+    if text is None:
+        return None
+    try:
+        value = int(text)
+    except ValueError as exc:
+        msg = f"client option max.request.size={text!r} is not a whole number of bytes"
+        raise ConfigError(msg) from exc
+    if value <= 0:
+        msg = f"client option max.request.size={value} must be positive"
+        raise ConfigError(msg)
+    return value
+
+
+def max_message_bytes(
+    settings: KafkaSettings, topics: Iterable[str], timeout_s: float = 30.0
+) -> dict[str, int]:
+    """Each topic's `max.message.bytes` (the largest record batch its brokers accept)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, ConfigResource
+
+    admin = AdminClient(settings.confluent())
+    wanted = list(dict.fromkeys(topics))
+    futures = admin.describe_configs(
+        [ConfigResource("topic", t) for t in wanted], request_timeout=timeout_s
+    )
+    limits: dict[str, int] = {}
+    for resource, future in futures.items():
+        try:
+            config = future.result(timeout=timeout_s)
+        except KafkaException as exc:
+            msg = (
+                f"cannot read the configuration of topic {resource.name!r} on "
+                f"{settings.bootstrap}: {describe_error(exc)}"
+            )
+            raise StackError(msg) from exc
+        entry = config.get("max.message.bytes")
+        if entry is None or entry.value is None:
+            msg = f"topic {resource.name!r} on {settings.bootstrap} reports no max.message.bytes"
+            raise StackError(msg)
+        limits[resource.name] = int(entry.value)
+    return limits
 
 
 def describe_error(exc: BaseException) -> str:

@@ -11,7 +11,17 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-SECRET_WORDS = ("password", "secret", "jaas", "token", "key.password", "keystore", "credential")
+SECRET_WORDS = (
+    "password",
+    "secret",
+    "jaas",
+    "token",
+    "key.password",
+    "keystore",
+    "credential",
+    "user.info",  # the Schema Registry's basic.auth.user.info is user:password
+    "user_info",
+)
 
 
 def is_secret(name: str) -> bool:
@@ -23,7 +33,7 @@ def is_secret(name: str) -> bool:
 def add(
     parser: argparse.ArgumentParser,
     flag: str,
-    *,
+    *aliases: str,
     env: str,
     default: Any,
     help: str,
@@ -31,7 +41,8 @@ def add(
     environ: Mapping[str, str] | None = None,
     **kwargs: Any,
 ) -> None:
-    """Add `flag`, defaulting to $env (parsed by `type`) or `default`, documented in --help."""
+    """Add `flag` (and its `aliases`), defaulting to $env (parsed by `type`) or `default`,
+    documented in --help."""
     source = os.environ if environ is None else environ
     value = default
     if env in source:
@@ -48,6 +59,7 @@ def add(
     shown_default = "***" if is_secret(flag) and default else default
     parser.add_argument(
         flag,
+        *aliases,
         default=value,
         type=type,
         help=f"{help} [env: {env}, default: {shown_default}]",

@@ -5,7 +5,8 @@ resolved against it with Avro's own rules (a field the writer lacks gets the rea
 field the reader lacks is skipped). Plain Avro carries no schema id, so it is read with one
 writer schema (`--writer-schema`). Confluent-framed records name their writer schema's id; it is
 looked up in a local directory of `<id>.avsc` files, re-read every micro-batch so a new schema
-version is picked up without a restart. Everything is a JVM expression (no Python UDF).
+version is picked up without a restart, or in a Schema Registry (streaming/registry_schemas.py).
+Everything is a JVM expression (no Python UDF).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from scorestream.avro import EVENT_SCHEMA, read_schema, schemas_in
 from scorestream.contract.formats import FORMATS
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
+from scorestream.schema_registry import SchemaRegistrySettings
 from scorestream.streaming.validate import (
     SOURCE_COLUMNS,
     Decoded,
     Raw,
+    ValidationSettings,
     decoded_fields,
     source_columns,
 )
@@ -45,10 +48,20 @@ class InputFormat:
     reader_schema: Path = EVENT_SCHEMA
     writer_schema: Path | None = None  # default: the reader schema
     schema_dir: Path | None = None  # confluent-avro: `<id>.avsc` files
+    registry: SchemaRegistrySettings | None = None  # confluent-avro: writer schemas by id
 
     def __post_init__(self) -> None:
         if self.kind not in INPUT_FORMATS:
             msg = f"unknown input format {self.kind!r}; expected one of {', '.join(INPUT_FORMATS)}"
+            raise ConfigError(msg)
+        if self.registry is not None and self.kind != "confluent-avro":
+            msg = f"a Schema Registry serves the confluent-avro input format, not {self.kind!r}"
+            raise ConfigError(msg)
+        if self.registry is not None and self.schema_dir is not None:
+            msg = (
+                f"writer schemas come from the schema directory {self.schema_dir} or from the "
+                f"Schema Registry at {self.registry.shown_url}, not both"
+            )
             raise ConfigError(msg)
 
     def describe(self) -> str:
@@ -56,6 +69,8 @@ class InputFormat:
             return "json"
         if self.kind == "avro":
             return f"avro (writer schema {self.writer_schema or self.reader_schema})"
+        if self.registry is not None:
+            return f"confluent-avro (writer schemas by id from {self.registry.shown_url})"
         where = self.schema_dir or self.writer_schema or self.reader_schema
         return f"confluent-avro (writer schemas by id from {where})"
 
@@ -113,6 +128,7 @@ class WriterSchemas:
 
     by_id: dict[int | None, str]
     problems: dict[int, str]  # ids whose schema is unusable, and why
+    source: str = ""  # where ids come from, for the message of an unknown id
 
     def key(self) -> tuple[object, ...]:
         """Equal for equal schemas: a scoring plan is rebuilt only when this changes."""
@@ -147,7 +163,8 @@ def load_writer_schemas(spark: SparkSession, fmt: InputFormat) -> WriterSchemas:
             problems[schema_id] = f"{path} cannot be read with the reader schema: {problem}"
         else:
             by_id[schema_id] = text
-    return WriterSchemas(by_id, problems)
+    known = sorted(k for k in by_id if k is not None)
+    return WriterSchemas(by_id, problems, f"{fmt.schema_dir} (known: {known})")
 
 
 def check_reader_schema(reader: dict[str, Any], spec: FeatureSpec, path: Path) -> None:
@@ -164,7 +181,11 @@ def check_reader_schema(reader: dict[str, Any], spec: FeatureSpec, path: Path) -
 
 
 def decode_avro(
-    template: DataFrame, spec: FeatureSpec, fmt: InputFormat, writers: WriterSchemas
+    template: DataFrame,
+    spec: FeatureSpec,
+    fmt: InputFormat,
+    writers: WriterSchemas,
+    settings: ValidationSettings | None = None,
 ) -> Decoded:
     """Kafka rows with Avro values -> typed feature columns plus their checks.
 
@@ -200,7 +221,7 @@ def decode_avro(
             avro = F.when(F.lit(False), decode(body, reader))
             for known, writer in sorted(writers.by_id.items(), key=lambda kv: kv[0] or 0):
                 avro = avro.when(framed & (schema_id == F.lit(known)), decode(body, writer))
-        problem = _confluent_problem(framed, schema_id, writers, fmt.schema_dir)
+        problem = _confluent_problem(framed, schema_id, writers)
     steps = (
         tuple(source_columns()),
         (*[F.col(c) for c in SOURCE_COLUMNS.values()], avro.alias("_avro")),
@@ -216,12 +237,10 @@ def decode_avro(
     for name in required:
         failed = failed | F.col(f"_avro.{name}").isNull()
     message = F.concat(problem, F.substring(F.hex(value), 1, 64))
-    return decoded_fields(steps, spec, raw_values, failed, message)
+    return decoded_fields(steps, spec, raw_values, failed, message, settings)
 
 
-def _confluent_problem(
-    framed: Column, schema_id: Column, writers: WriterSchemas, schema_dir: Path | None
-) -> Column:
+def _confluent_problem(framed: Column, schema_id: Column, writers: WriterSchemas) -> Column:
     from pyspark.sql import functions as F
 
     problem = F.when(
@@ -237,7 +256,7 @@ def _confluent_problem(
             F.concat(
                 F.lit("schema id "),
                 schema_id.cast("string"),
-                F.lit(f" is not in {schema_dir} (known: {known}); value "),
+                F.lit(f" is not in {writers.source}; value "),
             ),
         )
     return problem.otherwise(

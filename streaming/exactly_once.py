@@ -63,8 +63,11 @@ class TransactionalSink:
         transactional_id: str,
         transaction_timeout_ms: int = 300_000,
         timeout_s: float = 60.0,
+        max_message_bytes: int | None = None,
     ) -> None:
         self.kafka = kafka
+        # The largest record the topics take (preflight); librdkafka's own default is 1e6.
+        self.max_message_bytes = max_message_bytes
         self.marker_topic = marker_topic
         self.transactional_id = transactional_id
         self.transaction_timeout_ms = transaction_timeout_ms
@@ -90,6 +93,7 @@ class TransactionalSink:
                     "linger.ms": 5,
                     "batch.num.messages": 10_000,
                     "compression.type": "lz4",
+                    **self._size_options(),
                 }
             )
         )
@@ -109,6 +113,12 @@ class TransactionalSink:
             self.transactional_id,
             self.last_committed,
         )
+
+    def _size_options(self) -> dict[str, int]:
+        """librdkafka's message.max.bytes from the topics' limits, unless the user set it."""
+        if self.max_message_bytes is None or "message.max.bytes" in self.kafka.options:
+            return {}
+        return {"message.max.bytes": self.max_message_bytes}
 
     def _read_last_marker(self) -> int:
         """The highest batch id committed under our transactional id (-1 for none)."""

@@ -25,7 +25,16 @@ from scorestream.streaming.avro_input import (
     load_writer_schemas,
 )
 from scorestream.streaming.exactly_once import Record, TransactionalSink, query_id
+from scorestream.streaming.isolate import (
+    Coordinate,
+    Isolation,
+    bisect,
+    dead_letters_like,
+    is_transient,
+    summary,
+)
 from scorestream.streaming.model_holder import ModelHolder
+from scorestream.streaming.registry_schemas import RegistryWriters, register_score_schema
 from scorestream.streaming.scoring import OutputFormat, ScoringPlan, Topics
 from scorestream.streaming.validate import REASON, ValidationSettings
 from scorestream.tally import Tallied, Tally, tally
@@ -62,6 +71,12 @@ class ScorerSettings:
     marker_topic: str = ""  # exactly-once batch markers (empty: <output topic>.markers)
     transaction_timeout_ms: int = 300_000
     startup_timeout_s: float = 30.0  # how long to retry an unreachable broker
+    # A batch failing for a reason not in its data (broker, network, authorisation) is
+    # retried this many times, after 1, 2, 4... times the backoff (at most 30 s), then the
+    # query stops with the failure's message.
+    batch_retries: int = 3
+    retry_backoff_s: float = 1.0
+    compiled: str = "auto"  # score by compiled expressions: auto (when parity holds), on, off
     # False: score and count each batch for the listeners, write nothing (the micro-batch
     # query that monitors a real-time scorer, see streaming/realtime.py).
     publish: bool = True
@@ -242,7 +257,7 @@ class Scorer:
         self.kafka = kafka
         self.settings = settings
         self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
-        self.holder = ModelHolder(self.registry, ref)
+        self.holder = ModelHolder(self.registry, ref, compile_mode=settings.compiled)
         self.totals = Totals()
         self.last_batch: BatchStats | None = None
         self.query: StreamingQuery | None = None
@@ -253,11 +268,19 @@ class Scorer:
         self.restarts = 0  # query restarts after SPARK-55271 (see _watch)
         self._watchdog: threading.Thread | None = None
         self._writers: WriterSchemas | None = None
+        self._registry_writers: RegistryWriters | None = None
+        self._output = settings.output_format  # with the registry's id after preflight
         self._scoring: tuple[object, ScoringPlan] | None = None
         # The last written batch while it is counted and its listeners run, and its rows.
         self._accountant = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer-account")
         self._inflight: tuple[DataFrame, Future[None]] | None = None
         self._inflight_lock = threading.Lock()
+        # Where records go and the largest each topic takes (read by preflight), and the
+        # max.request.size of the scorer's Kafka sink.
+        self.topics: Topics = settings.topics
+        self.max_request_bytes: int | None = None
+        self.isolated = 0  # records dead-lettered as PROCESSING_ERROR since the start
+        self.batch_retries = 0  # batch attempts retried after a failure not in the data
 
     def _process(self, batch: DataFrame, batch_id: int) -> None:
         # Never block here while a stop holds the lock: the stop waits for this thread.
@@ -276,28 +299,15 @@ class Scorer:
         raise StopRequested(msg)
 
     def _process_batch(self, batch: DataFrame, batch_id: int) -> None:
-        from pyspark import StorageLevel
-
         started = time.monotonic()
         if batch.rdd.getNumPartitions() == 0:
             return  # no offsets in this batch: nothing to write
         self.holder.refresh()
         version = self.holder.entry.version
-        s = self.settings
         plan = self._plan(batch)
-        # Cached: the write, the count by reason and the listeners read one scoring of the
-        # batch, not Kafka and the model again.
-        scored = plan.scored(batch).persist(StorageLevel.MEMORY_AND_DISK)
+        scored, skipped, phases = self._write_resilient(batch, batch_id, plan, started)
         accounted = False
         try:
-            out = plan.kafka(scored, s.topics, s.output_format)
-            phases = {"plan": time.monotonic() - started}
-            skipped = False
-            if s.exactly_once:
-                skipped = self._publish_transaction(out, batch_id)
-            elif s.publish:
-                out.write.format("kafka").options(**self.kafka.spark_sink_options()).save()
-            phases["write"] = time.monotonic() - started - sum(phases.values())
             duration = time.monotonic() - started
             # The previous batch's accounting is done before this one's starts: at most one
             # batch is in flight, and its rows are released.
@@ -315,6 +325,135 @@ class Scorer:
         finally:
             if not accounted:
                 scored.unpersist()
+
+    def _write_resilient(
+        self, batch: DataFrame, batch_id: int, plan: ScoringPlan, started: float
+    ) -> tuple[DataFrame, bool, dict[str, float]]:
+        """Write the batch; when that fails for a reason in its records, isolate them (dead
+        letters PROCESSING_ERROR) and write again; any other failure is retried with backoff,
+        at most `batch_retries` times, then stops the query."""
+        s = self.settings
+        isolation = Isolation({})
+        attempts = 0
+        while True:
+            try:
+                return self._write(batch, batch_id, plan, isolation, started)
+            except StopRequested:
+                raise
+            except Exception as exc:
+                if self._stopping.is_set():
+                    raise
+                failure: BaseException = exc
+                if not is_transient(exc):
+                    try:
+                        found = self._isolate(batch, plan, isolation.culprits)
+                    except Exception as probe_exc:
+                        if not is_transient(probe_exc):
+                            raise
+                        failure, found = probe_exc, {}
+                    if found:
+                        isolation.culprits.update(found)
+                        self.isolated += len(found)
+                        log.warning(
+                            "batch %d: %d record(s) make it fail, dead-lettered as "
+                            "PROCESSING_ERROR: %s",
+                            batch_id,
+                            len(found),
+                            "; ".join(f"{p}:{o} {why}" for (p, o), why in found.items()),
+                        )
+                        continue
+                    # Not reproduced on any part of the batch: not the data's fault after all.
+                attempts += 1
+                if attempts > s.batch_retries:
+                    msg = (
+                        f"batch {batch_id} failed {attempts} times for a reason that is not in "
+                        f"its records, stopping: {summary(failure)}"
+                    )
+                    raise ScorestreamError(msg) from failure
+                self.batch_retries += 1
+                delay = min(s.retry_backoff_s * 2 ** (attempts - 1), 30.0)
+                log.warning(
+                    "batch %d failed (%s); retry %d of %d in %.1f s",
+                    batch_id,
+                    summary(failure),
+                    attempts,
+                    s.batch_retries,
+                    delay,
+                )
+                if self._stopping.wait(delay):
+                    msg = f"scorer stopping; batch {batch_id} left for the next run"
+                    raise StopRequested(msg) from failure
+
+    def _write(
+        self,
+        batch: DataFrame,
+        batch_id: int,
+        plan: ScoringPlan,
+        isolation: Isolation,
+        started: float,
+    ) -> tuple[DataFrame, bool, dict[str, float]]:
+        """Score and publish the batch (the isolated records as dead letters); return the
+        cached scored rows, whether it was a skipped replay, and the phase timings."""
+        from pyspark import StorageLevel
+
+        s = self.settings
+        # Cached: the write, the count by reason and the listeners read one scoring of the
+        # batch, not Kafka and the model again.
+        scored = self._scored(batch, plan, isolation).persist(StorageLevel.MEMORY_AND_DISK)
+        try:
+            out = plan.kafka(scored, self.topics, self._output)
+            phases = {"plan": time.monotonic() - started}
+            skipped = False
+            if s.exactly_once:
+                skipped = self._publish_transaction(out, batch_id)
+            elif s.publish:
+                out.write.format("kafka").options(**self._sink_options()).save()
+            phases["write"] = time.monotonic() - started - sum(phases.values())
+        except BaseException:
+            scored.unpersist()
+            raise
+        return scored, skipped, phases
+
+    def _sink_options(self) -> dict[str, str]:
+        return self.kafka.spark_sink_options(max_request_bytes=self.max_request_bytes)
+
+    def _scored(self, batch: DataFrame, plan: ScoringPlan, isolation: Isolation) -> DataFrame:
+        """The batch scored and fitted to the topics; isolated records are not scored but
+        dead-lettered with their failure."""
+        s = self.settings
+        if not isolation.culprits:
+            return plan.fit(plan.scored(batch), self.topics, s.output_format)
+        rest = batch.filter(~isolation.condition())
+        fitted = plan.fit(plan.scored(rest), self.topics, s.output_format)
+        return fitted.unionByName(dead_letters_like(fitted, batch, isolation))
+
+    def _isolate(
+        self, batch: DataFrame, plan: ScoringPlan, known: dict[Coordinate, str]
+    ) -> dict[Coordinate, str]:
+        """The batch's records that fail scoring or their sink rows (see streaming/isolate.py),
+        besides those `known`. The Kafka rows are read once and kept while bisecting."""
+        from pyspark import StorageLevel
+        from pyspark.sql import functions as F
+
+        s = self.settings
+        raw = batch.persist(StorageLevel.MEMORY_AND_DISK)
+
+        def fails(part: DataFrame) -> BaseException | None:
+            try:
+                fitted = plan.fit(plan.scored(part), self.topics, s.output_format)
+                # Every column of the scored rows and of their sink rows, into nothing.
+                sink = F.struct(*plan.sink_columns(self.topics)).alias("_sink")
+                fitted.select(F.col("*"), sink).write.format("noop").mode("overwrite").save()
+            except Exception as exc:
+                return exc
+            return None
+
+        started = time.monotonic()
+        try:
+            return bisect(raw, fails, known)
+        finally:
+            raw.unpersist()
+            log.info("isolation took %.3f s", time.monotonic() - started)
 
     def _account(
         self,
@@ -412,20 +551,39 @@ class Scorer:
         across batches and rebuilt only when either changes."""
         entry, model = self.holder.entry, self.holder.model
         s = self.settings
-        writers = self._writer_schemas(refresh=True)
+        writers = self._writer_schemas(refresh=True, batch=batch)
         key = (entry.version, None if writers is None else writers.key())
         if self._scoring is None or self._scoring[0] != key:
+            compiled = self.holder.route.compiled
             plan = ScoringPlan(
-                batch, model, entry.version, entry.spec, s.validation, s.input_format, writers
+                batch,
+                model,
+                entry.version,
+                entry.spec,
+                s.validation,
+                s.input_format,
+                writers,
+                compiled,
             )
             self._scoring = (key, plan)
         return self._scoring[1]
 
-    def _writer_schemas(self, refresh: bool = False) -> WriterSchemas | None:
-        """The Avro writer schemas (the Confluent schema directory is re-read per batch)."""
+    def _writer_schemas(
+        self, refresh: bool = False, batch: DataFrame | None = None
+    ) -> WriterSchemas | None:
+        """The Avro writer schemas (the Confluent schema directory is re-read per batch; a
+        Schema Registry is asked for the batch's new ids)."""
         fmt = self.settings.input_format
         if fmt.kind == "json":
             return None
+        if fmt.registry is not None:
+            if self._registry_writers is None:
+                writers = RegistryWriters(self.spark, fmt)
+                writers.check()  # an unreachable registry stops start-up
+                self._registry_writers = writers
+            if batch is None:
+                return self._registry_writers.current()
+            return self._registry_writers.for_batch(batch)
         if self._writers is None or (refresh and fmt.schema_dir is not None):
             self._writers = load_writer_schemas(self.spark, fmt)
             for schema_id, problem in self._writers.problems.items():
@@ -441,6 +599,7 @@ class Scorer:
                 s.markers,
                 f"scorestream-{query_id(s.checkpoint_dir)}",
                 s.transaction_timeout_ms,
+                max_message_bytes=self.max_request_bytes,
             )
         self._sink.start()
         if batch_id <= self._sink.last_committed:
@@ -479,6 +638,7 @@ class Scorer:
             s.topic_partitions,
             compacted=[s.markers] if s.exactly_once else None,
         )
+        self.topics, self.max_request_bytes = preflight.sink_limits(self.kafka, s.topics)
         if s.input_format.kind != "json":
             from scorestream.avro import read_schema
             from scorestream.streaming.avro_input import check_reader_schema
@@ -487,6 +647,7 @@ class Scorer:
             check_reader_schema(read_schema(fmt.reader_schema), self.holder.spec, fmt.reader_schema)
             limit_decoder_allocations(self.spark, s.validation.max_record_bytes)
             self._writer_schemas()
+        self._output = register_score_schema(s.output_format, s.output_topic)
         preflight.write_manifest(s.checkpoint_dir, s.bound())
 
     def start(self) -> StreamingQuery:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError
+from scorestream.models.parity import Route, choose_route
 from scorestream.models.source import ModelEntry, ModelSource
 
 if TYPE_CHECKING:
@@ -39,15 +40,18 @@ class ModelHolder:
         ref: str,
         on_failure: Callable[[str], None] = lambda _reason: None,
         on_swap: Callable[[int], None] = lambda _version: None,
+        compile_mode: str = "off",
     ) -> None:
         self.registry = registry
         self.ref = ref
         self.on_failure = on_failure
         self.on_swap = on_swap
+        self.compile_mode = compile_mode
         self.entry: ModelEntry
         self.model: PipelineModel
         self.entry, self.model = registry.load(ref)
         self.spec = self.entry.spec
+        self.route = self._route(self.entry, self.model)
         self._failed: set[int] = set()
 
     @property
@@ -66,12 +70,21 @@ class ModelHolder:
         try:
             entry, model = self.registry.load(wanted)
             check_compatible(self.spec, entry.spec, str(entry.path))
+            route = self._route(entry, model)
         except ModelError as exc:
             self._failed.add(wanted)
             log.error("model v%d not loaded (%s); v%d keeps serving", wanted, exc, self.version)
             self.on_failure(str(exc))
             return False
         log.warning("model swap: v%d -> v%d (%s)", self.version, wanted, self.ref)
-        self.entry, self.model = entry, model
+        self.entry, self.model, self.route = entry, model, route
         self.on_swap(wanted)
         return True
+
+    def _route(self, entry: ModelEntry, model: PipelineModel) -> Route:
+        """Compiled expressions or the PipelineModel for this version (see models.parity)."""
+        from pyspark.sql import SparkSession
+
+        return choose_route(
+            SparkSession.active(), model, entry.spec, entry.version, self.compile_mode
+        )

@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from scorestream import fs
 from scorestream.errors import ConfigError
 from scorestream.fs import Location
-from scorestream.kafka import KafkaSettings, ensure_topics, topic_partitions, wait_for_metadata
+from scorestream.kafka import (
+    KafkaSettings,
+    ensure_topics,
+    max_message_bytes,
+    topic_partitions,
+    user_max_request_bytes,
+    wait_for_metadata,
+)
+from scorestream.streaming.scoring import Topics
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "scorestream.json"
 # The manifest records what a checkpoint is bound to (ScorerSettings.bound(): topics, formats,
@@ -47,6 +59,41 @@ def check_topics(
             kafka, compacted, partitions=1, config={"cleanup.policy": "compact"}
         )
     return created
+
+
+def sink_limits(
+    kafka: KafkaSettings, topics: Topics, others: Sequence[str] = ()
+) -> tuple[Topics, int]:
+    """The topics with the largest record each takes, and the max.request.size for the
+    scorer's Kafka sinks (the largest of them, unless the user set one: theirs wins).
+
+    A record is refused by the producer above its max.request.size and by the broker above
+    the topic's max.message.bytes; a topic's limit here is the smaller of the two, so the
+    scorer dead-letters (or cuts) what would not fit instead of failing the batch. `others`:
+    further topics the sinks write (the shadow topic), counted in max.request.size only.
+    """
+    limits = max_message_bytes(kafka, [topics.output, topics.dead_letter, *others])
+    user = user_max_request_bytes(kafka)
+    request = user if user is not None else max(limits.values())
+
+    def cap(topic: str) -> int:
+        return min(limits[topic], request)
+
+    fitted = dataclasses.replace(
+        topics,
+        output_max_bytes=cap(topics.output),
+        dead_letter_max_bytes=cap(topics.dead_letter),
+    )
+    log.info(
+        "record limits: output %s %d bytes, dead letters %s %d bytes, max.request.size %d%s",
+        topics.output,
+        fitted.output_max_bytes,
+        topics.dead_letter,
+        fitted.dead_letter_max_bytes,
+        request,
+        " (set by the user)" if user is not None else "",
+    )
+    return fitted, request
 
 
 def _spark_source_topics(checkpoint: Location) -> set[str]:

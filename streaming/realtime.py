@@ -24,10 +24,11 @@ from typing import TYPE_CHECKING
 
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
+from scorestream.models.parity import choose_route
 from scorestream.models.source import ModelEntry, open_source
 from scorestream.streaming import preflight
 from scorestream.streaming.job import kafka_source
-from scorestream.streaming.scoring import ScoringPlan
+from scorestream.streaming.scoring import ScoringPlan, Topics
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -101,6 +102,12 @@ def check_settings(settings: ScorerSettings, realtime: RealtimeSettings) -> None
     if settings.min_partitions:
         msg = "--min-partitions is not supported in real-time mode (one task per partition)"
         raise ConfigError(msg)
+    if settings.input_format.registry is not None or settings.output_format.registry is not None:
+        msg = (
+            "--schema-registry needs micro-batch mode: real-time mode plans its query once and "
+            "cannot learn schema ids that appear later"
+        )
+        raise ConfigError(msg)
     if settings.input_format.kind != "json" and settings.input_format.schema_dir is not None:
         msg = (
             "--schema-dir is re-read per micro-batch; real-time mode reads writer schemas once: "
@@ -170,7 +177,13 @@ class RealtimeScorer:
         self.entry: ModelEntry
         self.model: PipelineModel
         self.entry, self.model = self.registry.load(ref)
+        e = self.entry
+        self.route = choose_route(spark, self.model, e.spec, e.version, settings.compiled)
         self.query: StreamingQuery | None = None
+        # Where records go and the largest each takes, and the sink's max.request.size
+        # (read by preflight).
+        self.topics: Topics = settings.topics
+        self.max_request_bytes: int | None = None
 
     @property
     def version(self) -> int:
@@ -185,8 +198,9 @@ class RealtimeScorer:
 
             writers = load_writer_schemas(self.spark, s.input_format)
         e, fmt = self.entry, s.input_format
-        plan = ScoringPlan(raw, self.model, e.version, e.spec, s.validation, fmt, writers)
-        return plan.kafka(plan.scored(raw), s.topics, s.output_format)
+        compiled = self.route.compiled
+        plan = ScoringPlan(raw, self.model, e.version, e.spec, s.validation, fmt, writers, compiled)
+        return plan.kafka(plan.scored(raw), self.topics, s.output_format)
 
     def preflight(self) -> None:
         s = self.settings
@@ -200,6 +214,7 @@ class RealtimeScorer:
             s.create_topics,
             s.topic_partitions,
         )
+        self.topics, self.max_request_bytes = preflight.sink_limits(self.kafka, s.topics)
         partitions = topic_partitions(self.kafka, s.input_topic)
         cores = self.spark.sparkContext.defaultParallelism
         if partitions > cores:
@@ -217,7 +232,11 @@ class RealtimeScorer:
         writer = (
             self.plan(kafka_source(self.spark, self.kafka, self.settings))
             .writeStream.format("kafka")
-            .options(**self.kafka.spark_sink_options(linger_ms=0))
+            .options(
+                **self.kafka.spark_sink_options(
+                    linger_ms=0, max_request_bytes=self.max_request_bytes
+                )
+            )
             .option("checkpointLocation", str(s.checkpoint_dir))
             .outputMode("update")
             .queryName(f"scorestream-realtime:{s.input_topic}->{s.output_topic}")

@@ -13,10 +13,12 @@ from scorestream.contract.formats import FORMATS
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
 from scorestream.models.evaluate import score_column
+from scorestream.schema_registry import SchemaRegistrySettings
 from scorestream.streaming.avro_input import InputFormat, WriterSchemas, decode_avro
 from scorestream.streaming.validate import (
     MESSAGE,
     REASON,
+    TOO_LARGE,
     Decoded,
     ValidationSettings,
     decode_json,
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import Column, DataFrame
 
+    from scorestream.models.compile import CompiledModel
+
 # Kafka header names on score and dead-letter records.
 H_PARTITION = "scorestream.source.partition"
 H_OFFSET = "scorestream.source.offset"
@@ -34,6 +38,28 @@ H_TOPIC = "scorestream.source.topic"
 H_REASON = "scorestream.error.reason"
 H_MESSAGE = "scorestream.error.message"
 H_MODEL = "scorestream.model.version"
+# On a dead letter cut to fit its topic: "true", and the original value's and key's lengths.
+H_TRUNCATED = "scorestream.truncated"
+H_ORIGINAL_BYTES = "scorestream.original.bytes"
+H_ORIGINAL_KEY_BYTES = "scorestream.original.key.bytes"
+
+# The broker's default max.message.bytes (what a topic takes unless configured otherwise).
+DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+# Kafka's upper bound of one record in a batch of its own, besides key, value and headers:
+# the batch header (61 bytes) and the record's length, attributes, deltas and length varints
+# (at most 36); each header adds at most 10 bytes of varints. The producer refuses a record
+# whose bound exceeds max.request.size, the broker a batch larger than max.message.bytes.
+RECORD_OVERHEAD = 97
+HEADER_OVERHEAD = 10
+# A score record's headers at most: their names, a partition (10 digits), an offset (19) and a
+# model version (11 with a sign).
+SCORE_HEADERS_MAX = len(H_PARTITION) + len(H_OFFSET) + len(H_MODEL) + 3 * HEADER_OVERHEAD + 40
+TRUNCATION_HEADERS_MAX = (
+    len(H_TRUNCATED) + 4 + len(H_ORIGINAL_BYTES) + len(H_ORIGINAL_KEY_BYTES) + 20
+) + 3 * HEADER_OVERHEAD
+
+# The score record's bytes in the output format, null for dead-lettered rows (see fit_output).
+SCORE_VALUE = "_score_value"
 
 # The moment a row was scored (see scoring_clock): the score record's `scored_at`.
 SCORED_AT = "_scored_at"
@@ -48,15 +74,20 @@ class Topics:
 
     output: str
     dead_letter: str
+    # The largest record each takes (its max.message.bytes, or the producer's
+    # max.request.size when that is smaller): read by the scorer's preflight.
+    output_max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    dead_letter_max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 
 
 @dataclass(frozen=True)
 class OutputFormat:
     """How score records are encoded: JSON, or Avro of schemas/score.avsc (Confluent-framed
-    with `schema_id` for `confluent-avro`)."""
+    with `schema_id` for `confluent-avro`, the id the `registry` gives it when there is one)."""
 
     kind: str = "json"
     schema_id: int = 1
+    registry: SchemaRegistrySettings | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in OUTPUT_FORMATS:
@@ -67,6 +98,9 @@ class OutputFormat:
         if not 0 <= self.schema_id < 2**31:
             msg = f"output schema id {self.schema_id} is outside 0..2^31-1"
             raise ConfigError(msg)
+        if self.registry is not None and self.kind != "confluent-avro":
+            msg = f"a Schema Registry serves the confluent-avro output format, not {self.kind!r}"
+            raise ConfigError(msg)
 
 
 def _header(name: str, value: Column) -> Column:
@@ -75,12 +109,18 @@ def _header(name: str, value: Column) -> Column:
     return F.struct(F.lit(name).alias("key"), value.cast("string").cast("binary").alias("value"))
 
 
-def _score_columns(version: int) -> tuple[Column, ...]:
+def _score_columns(version: int, compiled: CompiledModel | None = None) -> tuple[Column, ...]:
     from pyspark.sql import functions as F
 
+    outputs: tuple[Column, ...]
+    if compiled is None:
+        outputs = (score_column().alias("score"),)
+    else:
+        score, prediction = compiled.columns()
+        outputs = (score.alias("score"), prediction.alias("prediction"))
     return (
         F.col("*"),
-        score_column().alias("score"),
+        *outputs,
         F.lit(version).alias("model_version"),
         scoring_clock().alias(SCORED_AT),
     )
@@ -125,15 +165,74 @@ def _score_value(spec: FeatureSpec, output: OutputFormat) -> Column:
     return F.concat(F.lit(header), body)
 
 
-def kafka_columns(
-    spec: FeatureSpec, topics: Topics, output: OutputFormat | None = None
-) -> tuple[Column, ...]:
-    """The Kafka sink row (topic, key, value, headers) of a scored row: a score for good
-    records, the original bytes for dead-lettered ones."""
+def _octets(value: Column) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.coalesce(F.octet_length(value), F.lit(0))
+
+
+def _headers_bytes(headers: Column) -> Column:
+    from pyspark.sql import functions as F
+
+    return F.aggregate(
+        headers,
+        F.lit(0),
+        lambda acc, h: acc + F.lit(HEADER_OVERHEAD) + _octets(h["key"]) + _octets(h["value"]),
+    )
+
+
+def fit_columns(
+    spec: FeatureSpec, topics: Topics, output: OutputFormat
+) -> tuple[Column, dict[str, Column]]:
+    """What fit_output adds (the score record's bytes) and what it then replaces, by name."""
     from pyspark.sql import functions as F
 
     good = F.col(REASON).isNull()
-    score_value = _score_value(spec, output or OutputFormat())
+    value = F.when(good, _score_value(spec, output)).alias(SCORE_VALUE)
+    limit = topics.output_max_bytes
+    size = (
+        F.lit(RECORD_OVERHEAD + SCORE_HEADERS_MAX)
+        + _octets(F.col(spec.event_id).cast("binary"))
+        + _octets(F.col(SCORE_VALUE))
+    )
+    too_big = good & (size > F.lit(limit))
+    message = F.concat(
+        F.lit("score record is "),
+        size.cast("string"),
+        F.lit(f" bytes, larger than the output topic '{topics.output}' takes ({limit})"),
+    )
+    return value, {
+        REASON: F.when(too_big, F.lit(TOO_LARGE)).otherwise(F.col(REASON)).alias(REASON),
+        MESSAGE: F.when(too_big, message).otherwise(F.col(MESSAGE)).alias(MESSAGE),
+        SCORE_VALUE: F.when(~too_big, F.col(SCORE_VALUE)).alias(SCORE_VALUE),
+    }
+
+
+def fit_output(
+    scored: DataFrame,
+    spec: FeatureSpec,
+    topics: Topics,
+    output: OutputFormat,
+    columns: tuple[Column, dict[str, Column]] | None = None,
+) -> DataFrame:
+    """Scored rows plus their score record's bytes (`_score_value`); a score record larger than
+    the output topic takes becomes a TOO_LARGE dead letter (its `_reason` and `_message` set),
+    so the sink is never handed a record the broker refuses. `columns`: fit_columns' result,
+    when the caller keeps it."""
+    from pyspark.sql import functions as F
+
+    value, replaced = columns or fit_columns(spec, topics, output)
+    with_value = scored.select(F.col("*"), value)
+    return with_value.select(*[replaced.get(c, F.col(f"`{c}`")) for c in with_value.columns])
+
+
+def kafka_columns(spec: FeatureSpec, topics: Topics) -> tuple[Column, ...]:
+    """The Kafka sink row (topic, key, value, headers) of a fitted row (see fit_output): the
+    score for good records, the original bytes for dead-lettered ones, cut to what the
+    dead-letter topic takes (with headers saying so and the original lengths)."""
+    from pyspark.sql import functions as F
+
+    good = F.col(REASON).isNull()
     score_headers = F.array(
         _header(H_PARTITION, F.col("_src_partition")),
         _header(H_OFFSET, F.col("_src_offset")),
@@ -146,11 +245,35 @@ def kafka_columns(
         _header(H_PARTITION, F.col("_src_partition")),
         _header(H_OFFSET, F.col("_src_offset")),
     )
+    key, value = F.col("_src_key"), F.col("_src_value")
+    limit = topics.dead_letter_max_bytes
+    fixed = F.lit(RECORD_OVERHEAD) + _headers_bytes(dlq_headers)
+    fits = fixed + _octets(key) + _octets(value) <= F.lit(limit)
+    # Cut: the value keeps what the key and headers leave; a key too large for the topic on
+    # its own is cut as well and the value left empty.
+    room = F.lit(limit - TRUNCATION_HEADERS_MAX) - fixed
+    value_room = F.greatest(room - _octets(key), F.lit(0))
+    cut_value = F.substring(value, F.lit(1), value_room)
+    cut_key = F.when(_octets(key) > room, F.substring(key, F.lit(1), F.greatest(room, F.lit(0))))
+    cut_headers = F.concat(
+        dlq_headers,
+        F.array(
+            _header(H_TRUNCATED, F.lit("true")),
+            _header(H_ORIGINAL_BYTES, _octets(value)),
+            _header(H_ORIGINAL_KEY_BYTES, _octets(key)),
+        ),
+    )
     return (
         F.when(good, F.lit(topics.output)).otherwise(F.lit(topics.dead_letter)).alias("topic"),
-        F.when(good, F.col(spec.event_id).cast("binary")).otherwise(F.col("_src_key")).alias("key"),
-        F.when(good, score_value).otherwise(F.col("_src_value")).alias("value"),
-        F.when(good, score_headers).otherwise(dlq_headers).alias("headers"),
+        F.when(good, F.col(spec.event_id).cast("binary"))
+        .when(fits, key)
+        .otherwise(F.coalesce(cut_key, key))
+        .alias("key"),
+        F.when(good, F.col(SCORE_VALUE))
+        .when(fits, value)
+        .otherwise(F.when(value.isNotNull(), cut_value))
+        .alias("value"),
+        F.when(good, score_headers).when(fits, dlq_headers).otherwise(cut_headers).alias("headers"),
     )
 
 
@@ -159,15 +282,16 @@ def decoder(
     spec: FeatureSpec,
     fmt: InputFormat | None = None,
     writers: WriterSchemas | None = None,
+    validation: ValidationSettings | None = None,
 ) -> Decoded:
     """How Kafka rows in the input format (JSON unless told otherwise) are decoded; `template`
     is any DataFrame of Kafka rows (Avro reads its decoded type from it)."""
     if fmt is None or fmt.kind == "json":
-        return decode_json(spec)
+        return decode_json(spec, validation)
     if writers is None:
         msg = "Avro input needs its writer schemas (see streaming.avro_input.load_writer_schemas)"
         raise ConfigError(msg)
-    return decode_avro(template, spec, fmt, writers)
+    return decode_avro(template, spec, fmt, writers, validation)
 
 
 class ScoringPlan:
@@ -177,6 +301,10 @@ class ScoringPlan:
     PySpark's `PipelineModel.transform` copies every stage's params to the JVM on each call; a
     micro-batch scorer would pay both per batch. A plan serves one model version (and one set
     of Avro writer schemas): `scored()` is then a few selects and one JVM call.
+
+    With `compiled` (see models.parity), the score and prediction are plain column
+    expressions instead of the PipelineModel's stages: decode, validate, score and encode are
+    then one projection.
     """
 
     def __init__(
@@ -188,12 +316,14 @@ class ScoringPlan:
         validation: ValidationSettings,
         fmt: InputFormat | None = None,
         writers: WriterSchemas | None = None,
+        compiled: CompiledModel | None = None,
     ) -> None:
         self.spec = spec
-        self.decoded = validate(decoder(template, spec, fmt, writers), spec, validation)
-        self._java_model = model._to_java()  # params copied once, not per batch
-        self._score = _score_columns(version)
-        self._sink: dict[tuple[Topics, OutputFormat], tuple[Column, ...]] = {}
+        self.decoded = validate(decoder(template, spec, fmt, writers, validation), spec, validation)
+        self._java_model = None if compiled else model._to_java()  # params copied once
+        self._score = _score_columns(version, compiled)
+        self._sink: dict[Topics, tuple[Column, ...]] = {}
+        self._fit: dict[tuple[Topics, OutputFormat], tuple[Column, dict[str, Column]]] = {}
 
     def validated(self, raw: DataFrame) -> DataFrame:
         """Typed feature columns, `_reason` and `_message` (null for good records)."""
@@ -205,15 +335,29 @@ class ScoringPlan:
         from pyspark.sql import DataFrame as SparkFrame
 
         validated = self.validated(raw)
+        if self._java_model is None:
+            return validated.select(*self._score)
         transformed = SparkFrame(
             self._java_model.transform(validated._jdf),
             validated.sparkSession,
         )
         return transformed.select(*self._score)
 
-    def kafka(self, scored: DataFrame, topics: Topics, output: OutputFormat) -> DataFrame:
-        """Kafka sink rows of scored rows (see kafka_columns)."""
+    def fit(self, scored: DataFrame, topics: Topics, output: OutputFormat) -> DataFrame:
+        """Scored rows with their score records, sized for the topics (see fit_output)."""
         key = (topics, output)
-        if key not in self._sink:
-            self._sink[key] = kafka_columns(self.spec, topics, output)
-        return scored.select(*self._sink[key])
+        if key not in self._fit:
+            self._fit[key] = fit_columns(self.spec, topics, output)
+        return fit_output(scored, self.spec, topics, output, self._fit[key])
+
+    def kafka(self, scored: DataFrame, topics: Topics, output: OutputFormat) -> DataFrame:
+        """Kafka sink rows of scored rows (fitted here unless they are; see kafka_columns)."""
+        if SCORE_VALUE not in scored.columns:
+            scored = self.fit(scored, topics, output)
+        return scored.select(*self.sink_columns(topics))
+
+    def sink_columns(self, topics: Topics) -> tuple[Column, ...]:
+        """The Kafka sink row's columns of a fitted row (kept per topics)."""
+        if topics not in self._sink:
+            self._sink[topics] = kafka_columns(self.spec, topics)
+        return self._sink[topics]

@@ -25,6 +25,14 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import DataType
 
+# The event_time window a record must fall in (epoch milliseconds, end exclusive):
+# 2000-01-01T00:00:00Z to 2100-01-01T00:00:00Z. Numbers are epoch milliseconds; an epoch in
+# seconds, microseconds or nanoseconds lands outside it and is dead-lettered OUT_OF_RANGE with
+# a message saying which unit it looks like, never guessed (a guess is wrong for some values).
+# The window also keeps every conversion and difference of event times inside 64 bits.
+EVENT_TIME_MIN_MS = 946_684_800_000
+EVENT_TIME_END_MS = 4_102_444_800_000
+
 # Columns carried from the Kafka source record (prefixed so they never clash with features).
 SOURCE_COLUMNS = {
     "key": "_src_key",
@@ -68,6 +76,30 @@ class ValidationSettings:
     """Limits applied to each record."""
 
     max_record_bytes: int = 1_048_576
+    event_time_min_ms: int = EVENT_TIME_MIN_MS
+    event_time_end_ms: int = EVENT_TIME_END_MS  # exclusive
+
+    def __post_init__(self) -> None:
+        # Spark's timestamps span years 1 to 9999; the window must lie inside them.
+        if not -62_135_596_800_000 <= self.event_time_min_ms < self.event_time_end_ms:
+            msg = (
+                f"event_time window [{self.event_time_min_ms}, {self.event_time_end_ms}) must "
+                "be non-empty and start at or after year 1"
+            )
+            raise ConfigError(msg)
+        if self.event_time_end_ms > 253_402_300_800_000:  # 10000-01-01
+            msg = f"event_time window end {self.event_time_end_ms} is after year 9999"
+            raise ConfigError(msg)
+
+    def window_text(self) -> str:
+        """The event_time window for messages and docs: ISO-8601 bounds."""
+        import datetime as dt
+
+        lo, hi = (
+            dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            for ms in (self.event_time_min_ms, self.event_time_end_ms)
+        )
+        return f"[{lo}, {hi})"
 
 
 def source_columns() -> list[Column]:
@@ -93,6 +125,7 @@ def decoded_fields(
     raw: Raw,
     failed: Column,
     failed_message: Column,
+    settings: ValidationSettings | None = None,
 ) -> Decoded:
     """The shared second half of every decoder: raw field values -> typed columns and checks.
 
@@ -115,7 +148,9 @@ def decoded_fields(
             wrong_type.append(wrong)
     for name in spec.categorical:
         typed.append(raw[name][0].cast("string").alias(name))
-    event_time, wrong = _timestamp(spec.event_time, *raw[spec.event_time])
+    event_time, wrong, outside = _timestamp(
+        spec.event_time, *raw[spec.event_time], settings or ValidationSettings()
+    )
     if wrong is not None:
         wrong_type.append(wrong)
     second = (
@@ -132,6 +167,8 @@ def decoded_fields(
         *[raw[n][0].isNull().alias(f"_missing_{i}") for i, n in enumerate(required)],
         *[cond.alias(f"_wrong_{i}") for i, (cond, _) in enumerate(wrong_type)],
         *[F.when(cond, text).alias(f"_wrong_msg_{i}") for i, (cond, text) in enumerate(wrong_type)],
+        outside[0].alias("_time_outside"),
+        F.when(outside[0], outside[1]).alias("_time_outside_msg"),
     )
     checks: list[Check] = [(F.col("_decode_failed"), DECODE_ERROR, F.col("_decode_message"))]
     checks += [
@@ -141,6 +178,7 @@ def decoded_fields(
     checks += [
         (F.col(f"_wrong_{i}"), WRONG_TYPE, F.col(f"_wrong_msg_{i}")) for i in range(len(wrong_type))
     ]
+    checks.append((F.col("_time_outside"), OUT_OF_RANGE, F.col("_time_outside_msg")))
     columns = (
         *SOURCE_COLUMNS.values(),
         spec.event_id,
@@ -174,30 +212,73 @@ def _number(
 
 
 def _timestamp(
-    name: str, value: Column, kind: DataType
-) -> tuple[Column, tuple[Column, Column] | None]:
+    name: str, value: Column, kind: DataType, settings: ValidationSettings
+) -> tuple[Column, tuple[Column, Column] | None, tuple[Column, Column]]:
+    """The event time as a timestamp (null outside the window), its WRONG_TYPE check when the
+    value may be text, and its OUT_OF_RANGE check (outside the event_time window).
+
+    Total: numbers are compared with the window as they are (text of any length, longs of
+    any value) before any conversion, so no value can overflow one.
+    """
     from pyspark.sql import functions as F
     from pyspark.sql.types import DateType, IntegralType, StringType, TimestampType
 
-    if isinstance(kind, TimestampType):
-        return value, None
-    if isinstance(kind, DateType):
-        return value.cast("timestamp"), None
-    if isinstance(kind, IntegralType):
-        return F.timestamp_millis(value.cast("long")), None
-    if not isinstance(kind, StringType):
+    lo, hi = settings.event_time_min_ms, settings.event_time_end_ms
+    expected = F.lit(f", expected epoch milliseconds or ISO-8601 within {settings.window_text()}")
+    wrong: tuple[Column, Column] | None = None
+    if isinstance(kind, TimestampType | DateType):
+        stamp = value.cast("timestamp")
+        inside = stamp.isNull() | F.unix_millis(stamp).between(lo, hi - 1)
+        digits = F.lit(None).cast("string")
+    elif isinstance(kind, IntegralType):
+        millis = value.cast("long")  # widening only
+        inside = millis.isNull() | millis.between(lo, hi - 1)
+        stamp = F.when(inside, F.timestamp_millis(millis))
+        digits = millis.cast("string")
+    elif isinstance(kind, StringType):
+        integer = value.rlike(r"^\s*[+-]?\d+\s*$")
+        millis = F.trim(value).try_cast("long")  # null beyond 64 bits
+        parsed = F.try_to_timestamp(value)
+        in_window = millis.between(lo, hi - 1)
+        iso_in_window = F.unix_millis(parsed).between(lo, hi - 1)
+        inside = value.isNull() | F.when(integer, F.coalesce(in_window, F.lit(False))).otherwise(
+            parsed.isNull() | iso_in_window
+        )
+        stamp = F.when(integer & in_window, F.timestamp_millis(millis)).when(
+            ~integer & iso_in_window, parsed
+        )
+        digits = F.when(integer, F.trim(value))
+        message = F.concat(
+            F.lit(f"'{name}' is "),
+            _shown(value),
+            F.lit(", expected an ISO-8601 timestamp or epoch milliseconds"),
+        )
+        wrong = (value.isNotNull() & ~integer & parsed.isNull(), message)
+    else:
         msg = f"{name!r} is decoded as {kind.simpleString()}; expected a timestamp, long or text"
         raise ConfigError(msg)
-    stamp = _parse_time(value)
-    message = F.concat(
-        F.lit(f"'{name}' is "),
-        _shown(value),
-        F.lit(", expected an ISO-8601 timestamp or epoch milliseconds"),
+    shown = value.cast("string") if not isinstance(kind, StringType) else value
+    outside_message = F.concat(F.lit(f"'{name}' is "), _shown(shown), expected, _unit_hint(digits))
+    return stamp, wrong, (~inside, outside_message)
+
+
+def _unit_hint(digits: Column) -> Column:
+    """What unit an out-of-window epoch number looks like, by its number of digits (epoch
+    seconds of these decades have 10, milliseconds 13, microseconds 16, nanoseconds 19)."""
+    from pyspark.sql import functions as F
+
+    n = F.length(F.regexp_replace(digits, r"^[+-]?0*", ""))
+    negative = digits.startswith("-")
+    return F.coalesce(
+        F.when(negative, F.lit(" (negative: before 1970)"))
+        .when(n.between(9, 11), F.lit(" (it looks like epoch seconds)"))
+        .when(n.between(15, 17), F.lit(" (it looks like epoch microseconds)"))
+        .when(n.between(18, 20), F.lit(" (it looks like epoch nanoseconds)")),
+        F.lit(""),
     )
-    return stamp, (value.isNotNull() & stamp.isNull(), message)
 
 
-def decode_json(spec: FeatureSpec) -> Decoded:
+def decode_json(spec: FeatureSpec, settings: ValidationSettings | None = None) -> Decoded:
     """Kafka rows with JSON values -> typed feature columns plus their checks.
 
     Every declared field is first read as text, so a wrong type is told apart from a missing
@@ -221,16 +302,7 @@ def decode_json(spec: FeatureSpec) -> Decoded:
     # Kafka headers are text: bytes that are not UTF-8 are shown with replacement characters.
     shown = F.make_valid_utf8(F.col("_src_value").cast("string"))
     message = F.concat(F.lit("value is not a JSON object: "), _shown(shown))
-    return decoded_fields((first,), spec, raw_text, failed, message)
-
-
-def _parse_time(text: Column) -> Column:
-    from pyspark.sql import functions as F
-
-    millis = text.try_cast("long")
-    return F.when(text.rlike(r"^-?\d+$"), F.timestamp_millis(millis)).otherwise(
-        F.try_to_timestamp(text)
-    )
+    return decoded_fields((first,), spec, raw_text, failed, message, settings)
 
 
 def _required_names(spec: FeatureSpec) -> list[str]:

@@ -54,6 +54,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             state=Path(STATE),
             port=args.port,
             keep=args.keep,
+            serve_port=args.serve_port,
             jvm_log_level=jvm_log_level(args.log_level),
             monitoring=monitor_settings(args),
         )
@@ -65,6 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     from scorestream.cli.monitoring import metrics_args
     from scorestream.cli.monitoring import register as register_monitoring
     from scorestream.cli.producers import register as register_producers
+    from scorestream.cli.serve import register as register_serve
+    from scorestream.cli.sink import register as register_sink
     from scorestream.cli.streaming import register as register_streaming
 
     parser = argparse.ArgumentParser(
@@ -94,6 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     register_streaming(command)
     register_producers(command)
     register_monitoring(command)
+    register_serve(command)
+    register_sink(command)
 
     p = command("demo", cmd_demo, "run the whole path end to end on a local stack")
     opt.add(
@@ -119,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=9092,
         type=opt.positive_int,
         help="broker port of the demo's stack",
+    )
+    opt.add(
+        p,
+        "--serve-port",
+        env="SCORESTREAM_SERVE_PORT",
+        default=8000,
+        type=opt.positive_int,
+        help="with --keep: port of the HTTP scoring service on 127.0.0.1",
     )
     p.add_argument(
         "--keep",

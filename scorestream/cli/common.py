@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scorestream import options as opt
-from scorestream.kafka import KafkaSettings
+from scorestream.kafka import KafkaSettings, read_properties
 from scorestream.paths import STATE_ROOT
+from scorestream.schema_registry import SchemaRegistrySettings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -26,9 +27,11 @@ def kafka_args(p: argparse.ArgumentParser) -> None:
     opt.add(
         p,
         "--bootstrap",
+        "--bootstrap-server",
+        "-b",
         env="SCORESTREAM_BOOTSTRAP",
         default="127.0.0.1:9092",
-        help="Kafka bootstrap servers",
+        help="Kafka bootstrap servers (-b and --bootstrap-server as in Kafka's tools and kcat)",
     )
     opt.add(
         p,
@@ -50,6 +53,31 @@ def kafka_args(p: argparse.ArgumentParser) -> None:
 
 def kafka_settings(args: argparse.Namespace) -> KafkaSettings:
     return KafkaSettings.build(args.bootstrap, args.kafka_config, args.kafka_option)
+
+
+def schema_registry_args(p: argparse.ArgumentParser) -> None:
+    opt.add(
+        p,
+        "--schema-registry",
+        env="SCORESTREAM_SCHEMA_REGISTRY",
+        default="",
+        help="Confluent-compatible Schema Registry URL for confluent-avro (empty: "
+        "schema.registry.url of --kafka-config, else none); credentials and TLS settings "
+        "from --kafka-config or --schema-registry-option",
+    )
+    p.add_argument(
+        "--schema-registry-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Schema Registry client setting, repeatable, e.g. ssl.ca.location=ca.pem; wins "
+        "over --kafka-config [env: none, default: none]",
+    )
+
+
+def schema_registry_settings(args: argparse.Namespace) -> SchemaRegistrySettings | None:
+    props = read_properties(Path(args.kafka_config)) if args.kafka_config else {}
+    return SchemaRegistrySettings.build(args.schema_registry, props, args.schema_registry_option)
 
 
 def spark_args(p: argparse.ArgumentParser) -> None:

@@ -156,8 +156,11 @@ def cmd_mlflow_attach(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from scorestream.models.export import check_format, export
     from scorestream.models.registry import Registry
+    from scorestream.models.sqlexpr import check_dialect
 
     check_format(args.format)
+    if args.format == "sql":
+        check_dialect(args.dialect)
     extra: tuple[str, ...] = ()
     if args.format == "pmml":
         from scorestream.models.export_pmml import pmml_jars
@@ -167,8 +170,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     reg = Registry(args.registry, spark)
     version = reg.resolve(args.version)
     entry, model = reg.load(version)
-    path = export(spark, entry, model, args.format, Path(args.output) if args.output else None)
-    print(f"v{entry.version} -> {path} ({args.format})")
+    output = Path(args.output) if args.output else None
+    path = export(spark, entry, model, args.format, output, args.dialect, args.table)
+    shown = f"{args.format}, {args.dialect}" if args.format == "sql" else args.format
+    print(f"v{entry.version} -> {path} ({shown})")
     return 0
 
 
@@ -378,12 +383,22 @@ def register(command: Command) -> None:
     p.add_argument(
         "--format",
         default="coefficients",
-        help="export: coefficients, pmml or onnx [env: none, default: coefficients]",
+        help="export: coefficients, pmml, onnx or sql [env: none, default: coefficients]",
     )
     p.add_argument(
         "--output",
         default=None,
-        help="export: file to write [env: none, default: model-v<N>.<json|pmml|onnx>]",
+        help="export: file to write [env: none, default: model-v<N>.<json|pmml|onnx|sql>]",
+    )
+    p.add_argument(
+        "--dialect",
+        default="postgres",
+        help="export --format sql: postgres, sqlite or spark [env: none, default: postgres]",
+    )
+    p.add_argument(
+        "--table",
+        default="features",
+        help="export --format sql: table the view reads [env: none, default: features]",
     )
     registry_arg(p)
     spark_args(p)

@@ -4,12 +4,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scorestream import options as opt
-from scorestream.cli.common import Command, kafka_args, kafka_settings
+from scorestream.cli.common import (
+    Command,
+    kafka_args,
+    kafka_settings,
+    registry_arg,
+    schema_registry_args,
+    schema_registry_settings,
+)
 from scorestream.contract.formats import FORMATS
+from scorestream.errors import ConfigError
+from scorestream.producers.rows import FILE_FORMATS
 from scorestream.progress import Progress
+
+if TYPE_CHECKING:
+    from scorestream.producers.publisher import ProduceSettings
+    from scorestream.schema_registry import SchemaRegistrySettings
+
+
+def publishing(line: Progress, total: int) -> Callable[[int, float], None]:
+    """The publisher's progress callback: a bar on a terminal (redrawn by `line`), the count
+    and rate on plain lines in logs."""
+
+    def show(sent: int, elapsed: float) -> None:
+        rate = sent / elapsed if elapsed > 0 else 0.0
+        share = sent / total if total else 1.0
+        filled = round(30 * share)
+        bar = f"[{'#' * filled}{'.' * (30 - filled)}] {share:4.0%} " if line.tty else ""
+        line.update(f"{bar}published {sent:,}/{total:,} ({rate:,.0f}/s)")
+
+    return show
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
@@ -23,16 +53,70 @@ def cmd_produce(args: argparse.Namespace) -> int:
         fmt=args.format,
         schema=Path(args.schema) if args.schema else None,
         schema_id=args.schema_id,
+        registry=_schema_registry(args),
     )
-
+    if args.from_file:
+        return _produce_file(args, settings)
     line = Progress()
-
-    def progress(sent: int, elapsed: float) -> None:
-        rate = sent / elapsed if elapsed > 0 else 0.0
-        line.update(f"published {sent}/{settings.count} ({rate:,.0f}/s)")
-
-    delivered = publish(kafka_settings(args), settings, progress=progress)
+    delivered = publish(kafka_settings(args), settings, progress=publishing(line, settings.count))
     line.done(f"published {delivered} events to {args.topic}")
+    return 0
+
+
+def _schema_registry(args: argparse.Namespace) -> SchemaRegistrySettings | None:
+    registry = schema_registry_settings(args)
+    if registry is not None and args.format != "confluent-avro":
+        if not (args.schema_registry or args.schema_registry_option):
+            return None  # schema.registry.url of a shared client.properties: not for JSON
+        msg = (
+            f"--schema-registry {registry.shown_url} serves --format confluent-avro, "
+            f"not {args.format!r}"
+        )
+        raise ConfigError(msg)
+    if registry is not None and args.schema_id != 1:
+        msg = (
+            f"--schema-id {args.schema_id} and --schema-registry: with a registry the id is "
+            "the one the schema has under <topic>-value"
+        )
+        raise ConfigError(msg)
+    return registry
+
+
+def _produce_file(args: argparse.Namespace, settings: ProduceSettings) -> int:
+    from scorestream.avro import EVENT_SCHEMA, read_schema
+    from scorestream.producers.from_file import FileSource, check_file, publish_file
+    from scorestream.producers.rows import file_format, spec_schema
+
+    path = Path(args.from_file)
+    event_id, event_time = "event_id", "event_time"
+    if args.spec_from_model:
+        if args.schema:
+            msg = "--schema and --spec-from-model both type the rows; give one"
+            raise ConfigError(msg)
+        from scorestream.models.registry import Registry
+
+        registry = Registry(Path(args.registry))
+        spec = registry.get(registry.resolve(args.spec_from_model)).spec
+        schema = spec_schema(spec)
+        event_id, event_time = spec.event_id, spec.event_time
+    else:
+        schema = read_schema(Path(args.schema) if args.schema else EVENT_SCHEMA)
+    source = FileSource(
+        path=path,
+        fmt=file_format(path, args.from_format),
+        schema=schema,
+        skip_bad=args.on_bad_row == "skip",
+        event_id=event_id,
+        event_time=event_time,
+    )
+    found = check_file(source)
+    if found.bad and source.skip_bad:
+        print(f"skipping {found.describe(path)}", file=sys.stderr)
+    line = Progress()
+    progress = publishing(line, found.good)
+    delivered, _ = publish_file(kafka_settings(args), settings, source, progress, found)
+    skipped = f", {found.bad} bad rows skipped" if found.bad else ""
+    line.done(f"published {delivered} events from {path} to {args.topic}{skipped}")
     return 0
 
 
@@ -54,6 +138,7 @@ def cmd_consume(args: argparse.Namespace) -> int:
         summary,
         fmt=args.format,
         isolation=isolation,
+        registry=schema_registry_settings(args) if args.format == "confluent-avro" else None,
     )
     for record in records:
         if not args.summary:
@@ -69,8 +154,12 @@ def cmd_consume(args: argparse.Namespace) -> int:
 
 def register(command: Command) -> None:
     """Add `produce` and `consume` to the CLI."""
-    p = command("produce", cmd_produce, "publish synthetic feature events")
+    p = command(
+        "produce", cmd_produce, "publish feature events: synthetic, or the rows of --from FILE"
+    )
     kafka_args(p)
+    schema_registry_args(p)
+    registry_arg(p)
     opt.add(p, "--topic", env="SCORESTREAM_INPUT_TOPIC", default="features", help="topic")
     opt.add(
         p,
@@ -78,7 +167,41 @@ def register(command: Command) -> None:
         env="SCORESTREAM_PRODUCE_COUNT",
         default=10_000,
         type=opt.positive_int,
-        help="events to publish",
+        help="synthetic events to publish (--from publishes every row of the file)",
+    )
+    opt.add(
+        p,
+        "--from",
+        env="SCORESTREAM_PRODUCE_FROM",
+        default="",
+        help="publish the rows of this CSV, JSON lines or Parquet file instead of synthetic "
+        "events, typed by --schema or --spec-from-model",
+        dest="from_file",
+    )
+    opt.add(
+        p,
+        "--from-format",
+        env="SCORESTREAM_PRODUCE_FROM_FORMAT",
+        default="",
+        choices=("", *FILE_FORMATS),
+        help="format of --from: csv, jsonl or parquet (empty: by the file's extension)",
+    )
+    opt.add(
+        p,
+        "--spec-from-model",
+        env="SCORESTREAM_PRODUCE_SPEC_MODEL",
+        default="",
+        help="type --from rows by this model version's feature spec (champion, vN...; in "
+        "--registry) instead of an Avro schema",
+    )
+    opt.add(
+        p,
+        "--on-bad-row",
+        env="SCORESTREAM_PRODUCE_ON_BAD_ROW",
+        default="fail",
+        choices=("fail", "skip"),
+        help="a --from row that does not fit its type: fail (list the bad rows, publish "
+        "nothing, exit 2) or skip (report them, publish the rest)",
     )
     opt.add(
         p,
@@ -102,7 +225,7 @@ def register(command: Command) -> None:
         "--schema",
         env="SCORESTREAM_EVENT_SCHEMA",
         default="",
-        help="Avro writer schema file (empty: schemas/event.avsc)",
+        help="Avro writer schema file, which also types --from rows (empty: schemas/event.avsc)",
     )
     opt.add(
         p,
@@ -110,11 +233,12 @@ def register(command: Command) -> None:
         env="SCORESTREAM_SCHEMA_ID",
         default=1,
         type=int,
-        help="schema id written in the Confluent header (confluent-avro)",
+        help="schema id written in the Confluent header (confluent-avro without a registry)",
     )
 
     p = command("consume", cmd_consume, "subscribe to the score topic and print records")
     kafka_args(p)
+    schema_registry_args(p)
     opt.add(p, "--topic", env="SCORESTREAM_OUTPUT_TOPIC", default="scores", help="topic")
     opt.add(
         p,

@@ -18,12 +18,16 @@ from scorestream.cli.common import (
     kafka_settings,
     mlflow_arg,
     registry_arg,
+    schema_registry_args,
+    schema_registry_settings,
     spark_args,
     spark_session,
 )
 from scorestream.cli.monitoring import metrics_args, monitor_settings
-from scorestream.errors import ScorestreamError
+from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.fs import location
+from scorestream.models.parity import COMPILE_MODES
+from scorestream.schema_registry import SchemaRegistrySettings
 from scorestream.streaming.avro_input import INPUT_FORMATS, InputFormat
 from scorestream.streaming.job import Scorer, ScorerSettings, validate_settings
 from scorestream.streaming.monitor import ScorerMonitor
@@ -168,6 +172,15 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
     )
     opt.add(
         p,
+        "--compiled",
+        env="SCORESTREAM_COMPILED",
+        default=ScorerSettings.compiled,
+        choices=COMPILE_MODES,
+        help="score with the model compiled to column expressions: auto (when it matches the "
+        "PipelineModel to 1e-12 at load), on (or fail), off (PipelineModel)",
+    )
+    opt.add(
+        p,
         "--marker-topic",
         env="SCORESTREAM_MARKER_TOPIC",
         default="",
@@ -199,7 +212,30 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _schema_registry(args: argparse.Namespace) -> SchemaRegistrySettings | None:
+    """The registry of --schema-registry, checked against the formats it can serve."""
+    registry = schema_registry_settings(args)
+    if registry is None:
+        return None
+    if "confluent-avro" not in (args.input_format, args.output_format):
+        if not (args.schema_registry or args.schema_registry_option):
+            return None  # schema.registry.url of a shared client.properties: not for JSON
+        msg = (
+            f"--schema-registry {registry.shown_url} serves confluent-avro, but the input format "
+            f"is {args.input_format!r} and the output format {args.output_format!r}"
+        )
+        raise ConfigError(msg)
+    if args.output_format == "confluent-avro" and args.output_schema_id != 1:
+        msg = (
+            f"--output-schema-id {args.output_schema_id} and --schema-registry: with a registry "
+            "the score schema's id is the one it registers under <output topic>-value"
+        )
+        raise ConfigError(msg)
+    return registry
+
+
 def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
+    registry = _schema_registry(args)
     settings = ScorerSettings(
         input_topic=args.input_topic,
         output_topic=args.output_topic,
@@ -219,10 +255,16 @@ def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
             reader_schema=Path(args.reader_schema),
             writer_schema=Path(args.writer_schema) if args.writer_schema else None,
             schema_dir=Path(args.schema_dir) if args.schema_dir else None,
+            registry=registry if args.input_format == "confluent-avro" else None,
         ),
-        output_format=OutputFormat(kind=args.output_format, schema_id=args.output_schema_id),
+        output_format=OutputFormat(
+            kind=args.output_format,
+            schema_id=args.output_schema_id,
+            registry=registry if args.output_format == "confluent-avro" else None,
+        ),
         exactly_once=args.exactly_once,
         marker_topic=args.marker_topic,
+        compiled=args.compiled,
         create_topics=args.create_topics,
         startup_timeout_s=args.startup_timeout,
     )
@@ -296,5 +338,6 @@ def register(command: Command) -> None:
     registry_arg(p)
     mlflow_arg(p)
     scorer_args(p)
+    schema_registry_args(p)
     ops.operations_args(p)
     metrics_args(p)

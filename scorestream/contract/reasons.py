@@ -7,4 +7,15 @@ MISSING_FIELD = "MISSING_FIELD"
 WRONG_TYPE = "WRONG_TYPE"
 NOT_FINITE = "NOT_FINITE"
 OUT_OF_RANGE = "OUT_OF_RANGE"
-REASONS = (TOO_LARGE, DECODE_ERROR, MISSING_FIELD, WRONG_TYPE, NOT_FINITE, OUT_OF_RANGE)
+# Not a check: a record that made its batch fail (an exception from Spark or the model),
+# isolated after the failure (streaming/isolate.py).
+PROCESSING_ERROR = "PROCESSING_ERROR"
+REASONS = (
+    TOO_LARGE,
+    DECODE_ERROR,
+    MISSING_FIELD,
+    WRONG_TYPE,
+    NOT_FINITE,
+    OUT_OF_RANGE,
+    PROCESSING_ERROR,
+)

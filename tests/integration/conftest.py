@@ -14,11 +14,6 @@ from typing import Any
 
 import pytest
 
-# Heavier servers some tests need, each in its own module (session-scoped, stopped by pid).
-# Imported, not `pytest_plugins`: pytest refuses that in a conftest below the top level when
-# the run starts at tests/ or the repository root.
-from fixtures_hdfs import hdfs  # noqa: F401
-
 from scorestream.contract.synthetic import SPEC
 from scorestream.kafka import KafkaSettings, ensure_topics
 from scorestream.models.registry import Registry
@@ -26,7 +21,15 @@ from scorestream.models.train import TrainSettings, synthetic_frame, train
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
 # Fixtures of the servers some tests need, one module each.
-pytest_plugins = ["fixtures_mlflow"]
+pytest_plugins = [
+    "fixtures_mlflow",
+    "fixtures_schema_registry",
+    "fixtures_serve",
+    "fixtures_sink_db",
+    "fixtures_postgres",
+    "fixtures_estimators",
+    "fixtures_hdfs",
+]
 
 TopicFactory = Callable[..., str]
 

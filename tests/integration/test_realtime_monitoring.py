@@ -132,8 +132,8 @@ def test_realtime_scorer_exports_counters_and_drift(
     assert _value(after, "scorestream_records_scored_total") == 2 * CLEAN
     for reason, n in BAD.items():
         assert _value(after, "scorestream_records_dead_lettered_total", reason=reason) == n
-    psi_before = _value(before, "scorestream_feature_psi", feature="amount")
-    psi_after = _value(after, "scorestream_feature_psi", feature="amount")
+    psi_before = _value(before, "scorestream_feature_psi", feature="amount", kind="numeric")
+    psi_after = _value(after, "scorestream_feature_psi", feature="amount", kind="numeric")
     assert psi_before < 0.1 < 0.25 < psi_after, (psi_before, psi_after)
     # Every metric the dashboard and the alert rules read is exported in this mode too.
     exported = {name for name, _ in after}

@@ -1,0 +1,1 @@
+"""`scorestream serve`: request-reply scoring over Kafka behind an HTTP API (FastAPI)."""
