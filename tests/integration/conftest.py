@@ -14,22 +14,21 @@ from typing import Any
 
 import pytest
 
+# Fixtures of the servers some tests need, one module each, imported here so that they are
+# found however pytest is invoked (`pytest_plugins` only works in the top-level conftest).
+from fixtures_estimators import estimator_registry  # noqa: F401
+from fixtures_hdfs import hdfs  # noqa: F401
+from fixtures_mlflow import mlflow_server  # noqa: F401
+from fixtures_postgres import postgres  # noqa: F401
+from fixtures_schema_registry import schema_registry  # noqa: F401
+from fixtures_serve import serve_factory  # noqa: F401
+from fixtures_sink_db import sink_postgres  # noqa: F401
+
 from scorestream.contract.synthetic import SPEC
 from scorestream.kafka import KafkaSettings, ensure_topics
 from scorestream.models.registry import Registry
 from scorestream.models.train import TrainSettings, synthetic_frame, train
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
-
-# Fixtures of the servers some tests need, one module each.
-pytest_plugins = [
-    "fixtures_mlflow",
-    "fixtures_schema_registry",
-    "fixtures_serve",
-    "fixtures_sink_db",
-    "fixtures_postgres",
-    "fixtures_estimators",
-    "fixtures_hdfs",
-]
 
 TopicFactory = Callable[..., str]
 
