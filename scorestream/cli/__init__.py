@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     from scorestream.cli.monitoring import metrics_args
     from scorestream.cli.monitoring import register as register_monitoring
     from scorestream.cli.producers import register as register_producers
+    from scorestream.cli.retrain import register as register_retrain
     from scorestream.cli.streaming import register as register_streaming
 
     parser = argparse.ArgumentParser(
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_streaming(command)
     register_producers(command)
     register_monitoring(command)
+    register_retrain(command)
 
     p = command("demo", cmd_demo, "run the whole path end to end on a local stack")
     opt.add(
