@@ -203,6 +203,7 @@ def test_drift_triggers_a_retrain_that_feedback_promotes(
         assert 150 <= meta["metrics"]["rows"] <= 250  # v1's validation fraction, 0.2
         # On the newest 200 drifted events the retrained model beats its parent.
         assert meta["metrics"]["log_loss"] < lineage["holdout"]["parent"]["log_loss"] - 0.01
+        step("retrained")
         # The same training set from a landing file (what the scorer saw, as Parquet).
         landing = tmp_path / "landing.parquet"
         pd.DataFrame([{k: v for k, v in e.items() if k != "is_fraud"} for e in drifted]).assign(
@@ -221,7 +222,6 @@ def test_drift_triggers_a_retrain_that_feedback_promotes(
         from_file.unpersist()
         step("landing file")
 
-        step("retrained")
         # 4. More drifted events: the challenger is shadowed and promoted on log loss.
         stream.send(shadowed)
         deadline = time.monotonic() + 240
