@@ -35,7 +35,7 @@ from scorestream.tally import Tally
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
-    from pyspark.sql.streaming import StreamingQueryListener
+    from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
     from scorestream.streaming.job import Scorer
 
@@ -136,12 +136,20 @@ class ScorerMonitor:
         self._server: WSGIServer | None = None
         self._listener: StreamingQueryListener | None = None
         self._query_id: str | None = None
+        self._progress_of: Callable[[], StreamingQuery | None] | None = None
         self._lock = threading.Lock()
 
     # -- wiring ------------------------------------------------------------------------------
-    def attach(self, scorer: Scorer) -> None:
-        """Start the exporter and hook into the scorer's model holder and query progress."""
+    def attach(
+        self, scorer: Scorer, progress_of: Callable[[], StreamingQuery | None] | None = None
+    ) -> None:
+        """Start the exporter and hook into the scorer's model holder and query progress.
+
+        `progress_of` names another query whose progress (input rate, lag) the gauges show:
+        the real-time query, when `scorer` is the micro-batch query that monitors it.
+        """
         self._scorer = scorer
+        self._progress_of = progress_of
         self._registry = scorer.registry
         holder = scorer.holder
         ref = holder.ref
@@ -170,7 +178,10 @@ class ScorerMonitor:
 
     def is_mine(self, query_id: object) -> bool:
         if self._query_id is None:
-            query = self._scorer.query if self._scorer is not None else None
+            if self._progress_of is not None:
+                query = self._progress_of()
+            else:
+                query = self._scorer.query if self._scorer is not None else None
             if query is None:
                 return False
             self._query_id = str(query.id)

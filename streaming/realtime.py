@@ -19,7 +19,7 @@ no per-batch listeners (drift, shadow scoring, feedback), no `minPartitions`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from scorestream.errors import ConfigError
@@ -119,6 +119,36 @@ def realtime_trigger(spark: SparkSession, interval: str) -> object:
 def apply_trigger(writer: DataStreamWriter, spark: SparkSession, interval: str) -> None:
     """Set the real-time trigger on a DataStreamWriter, in place."""
     writer._jwrite = writer._jwrite.trigger(realtime_trigger(spark, interval))
+
+
+MONITOR_SUFFIX = ".monitor"
+
+
+def monitor_settings(settings: ScorerSettings, interval: str) -> ScorerSettings:
+    """The micro-batch query that gives a real-time scorer its metrics.
+
+    It reads the same input with the same validation and model on a slower trigger, writes
+    nothing, and feeds the batch listeners (ScorerMonitor): counters by reason, latency and
+    drift, with the same names as the micro-batch scorer's. It has its own checkpoint beside
+    the scorer's, so it never touches the real-time query's offsets. The real-time path itself
+    carries no monitoring work; the cost is one more task slot (`monitor_slots`) and the
+    monitor's share of the CPU, measured in BENCHMARKS.md.
+    """
+    checkpoint = settings.checkpoint_dir
+    return replace(
+        settings,
+        publish=False,
+        exactly_once=False,
+        create_topics=False,
+        trigger_interval=interval,
+        checkpoint=checkpoint.with_name(checkpoint.name + MONITOR_SUFFIX),
+    )
+
+
+def monitor_slots(partitions: int) -> int:
+    """Task slots a monitored real-time scorer needs: one long task per input partition, and
+    one for the monitoring query's short micro-batch tasks."""
+    return partitions + 1
 
 
 class RealtimeScorer:

@@ -73,14 +73,18 @@ def spark_args(p: argparse.ArgumentParser) -> None:
 
 
 def spark_session(
-    args: argparse.Namespace, app: str, conf: tuple[tuple[str, str], ...] = ()
+    args: argparse.Namespace,
+    app: str,
+    conf: tuple[tuple[str, str], ...] = (),
+    master: str | None = None,
 ) -> SparkSession:
-    """The SparkSession of the shared --master/--driver-* flags, plus extra settings via `conf`."""
+    """The SparkSession of the shared --master/--driver-* flags, plus extra settings via `conf`
+    (`master` overrides --master)."""
     from scorestream.spark import SparkSettings, jvm_log_level, session
 
     return session(
         SparkSettings(
-            master=args.master,
+            master=master or args.master,
             app_name=app,
             driver_memory=args.driver_memory,
             driver_host=args.driver_host,

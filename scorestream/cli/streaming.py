@@ -230,9 +230,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     monitoring = monitor_settings(args)
     kafka = kafka_settings(args)
     ops.check_args(args, settings)  # flag errors before Spark starts
-    spark = spark_session(args, "scorestream-scorer")
+    master = ops.realtime_master(args, kafka, settings.topic_partitions)
+    spark = spark_session(args, "scorestream-scorer", master=master)
     if args.trigger == "realtime":
-        return ops.run_realtime(args, spark, kafka, settings)
+        return ops.run_realtime(args, spark, kafka, settings, monitoring)
     monitor = ScorerMonitor(spark, monitoring)
     extra, shadows, loops = ops.operation_listeners(args, kafka, settings, monitor.metrics)
     scorer = Scorer(spark, kafka, settings, listeners=[monitor, *extra])

@@ -106,7 +106,7 @@ def scorer_process(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
     out = log.open("ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen(
-        [sys.executable, "-m", "scorestream.cli", "--log-level", "info", "score", *args],
+        [sys.executable, "-m", "scorestream", "--log-level", "info", "score", *args],
         stdout=out,
         stderr=subprocess.STDOUT,
         env=env,
