@@ -26,6 +26,8 @@ from scorestream.models.train import TrainSettings, train
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from scorestream.models.source import ModelEntry
+
 # The figures of the held-out slice that go into the lineage (the calibration table does not).
 FIGURES = ("rows", "roc_auc", "pr_auc", "log_loss", "brier", "positive_rate")
 
@@ -109,7 +111,7 @@ def retrain(
     settings: RetrainSettings,
     lineage: Mapping[str, Any],
     progress: Callable[[str], None] = lambda _m: None,
-) -> ModelVersion:
+) -> ModelEntry:
     """Train on `frame` (labelled rows: the parent's features, label and event time) with the
     parent's settings, evaluate both on the newest slice, publish and point `alias` at it."""
     registry = Registry(settings.registry)

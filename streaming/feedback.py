@@ -30,7 +30,7 @@ import numpy as np
 
 from scorestream.errors import ConfigError, ModelError
 from scorestream.kafka import KafkaSettings, describe_error
-from scorestream.models.registry import Registry
+from scorestream.models.source import ModelSource
 from scorestream.streaming.shadow import Compared
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ class FeedbackLoop:
     """Joins labels to scores and decides promotions. Fed by ShadowScorer (its observer)."""
 
     def __init__(
-        self, settings: FeedbackSettings, registry: Registry, kafka: KafkaSettings | None = None
+        self, settings: FeedbackSettings, registry: ModelSource, kafka: KafkaSettings | None = None
     ) -> None:
         self.settings = settings
         self.registry = registry

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 from scorestream.contract.reasons import REASONS
 from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.kafka import KafkaSettings
-from scorestream.models.registry import Registry
+from scorestream.models.source import open_source
 from scorestream.paths import STATE_ROOT
 from scorestream.streaming import preflight
 from scorestream.streaming.avro_input import (
@@ -45,7 +45,8 @@ class ScorerSettings:
     output_topic: str = "scores"
     dead_letter_topic: str = ""
     registry: Path = STATE_ROOT / "registry"
-    model: str = "champion"
+    model: str = "champion"  # or models:/NAME@ALIAS, models:/NAME/VERSION (MLflow)
+    mlflow_uri: str = ""  # the MLflow tracking server of models:/ references
     checkpoint: Path | None = None
     trigger_interval: str = ""
     max_offsets_per_trigger: int | None = None
@@ -240,8 +241,8 @@ class Scorer:
         self.listener_failures = 0
         self.kafka = kafka
         self.settings = settings
-        self.registry = Registry(settings.registry)
-        self.holder = ModelHolder(self.registry, settings.model)
+        self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
+        self.holder = ModelHolder(self.registry, ref)
         self.totals = Totals()
         self.last_batch: BatchStats | None = None
         self.query: StreamingQuery | None = None

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError
-from scorestream.models.registry import ModelVersion, Registry
+from scorestream.models.source import ModelEntry, ModelSource
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -35,7 +35,7 @@ class ModelHolder:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: ModelSource,
         ref: str,
         on_failure: Callable[[str], None] = lambda _reason: None,
         on_swap: Callable[[int], None] = lambda _version: None,
@@ -44,7 +44,7 @@ class ModelHolder:
         self.ref = ref
         self.on_failure = on_failure
         self.on_swap = on_swap
-        self.entry: ModelVersion
+        self.entry: ModelEntry
         self.model: PipelineModel
         self.entry, self.model = registry.load(ref)
         self.spec = self.entry.spec

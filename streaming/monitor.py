@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 from scorestream.errors import ScorestreamError
-from scorestream.models.registry import Registry
+from scorestream.models.source import ModelSource
 from scorestream.monitoring.counting import BinCounter, bucket_index
 from scorestream.monitoring.drift import DriftWindow, ReferenceProfile, drift_report
 from scorestream.monitoring.metrics import ScorerMetrics, serve
@@ -130,7 +130,7 @@ class ScorerMonitor:
         self.window: DriftWindow | None = None
         self._counter: BinCounter | None = None
         self._tallies: tuple[int, list[Column], dict[str, Tally]] | None = None
-        self._registry: Registry | None = None
+        self._registry: ModelSource | None = None
         self._scorer: Scorer | None = None
         self._event_time = "event_time"
         self._server: WSGIServer | None = None

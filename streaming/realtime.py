@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
-from scorestream.models.registry import ModelVersion, Registry
+from scorestream.models.source import ModelEntry, open_source
 from scorestream.streaming import preflight
 from scorestream.streaming.job import kafka_source
 from scorestream.streaming.scoring import ScoringPlan
@@ -166,10 +166,10 @@ class RealtimeScorer:
         self.settings = settings
         self.realtime = realtime or RealtimeSettings()
         check_settings(settings, self.realtime)
-        self.registry = Registry(settings.registry)
-        self.entry: ModelVersion
+        self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
+        self.entry: ModelEntry
         self.model: PipelineModel
-        self.entry, self.model = self.registry.load(settings.model)
+        self.entry, self.model = self.registry.load(ref)
         self.query: StreamingQuery | None = None
 
     @property

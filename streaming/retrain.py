@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 
 from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.kafka import KafkaSettings
-from scorestream.models.registry import ModelVersion, Registry
+from scorestream.models.registry import Registry
 from scorestream.models.retrain import RetrainSettings, retrain
+from scorestream.models.source import ModelEntry
 from scorestream.monitoring.drift_trigger import DriftTrigger, alert, scrape
 from scorestream.streaming import training_set
 from scorestream.streaming.training_set import DataWindow
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-RunOnce = Callable[[str], ModelVersion]
+RunOnce = Callable[[str], ModelEntry]
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def retrain_once(
     window: DataWindow,
     trigger: str = "on demand",
     progress: Callable[[str], None] = lambda _m: None,
-) -> ModelVersion:
+) -> ModelEntry:
     """Build the training set of `window` for the base version's spec, train, publish."""
     registry = Registry(settings.registry)
     base = registry.get(registry.resolve(settings.base))
@@ -76,7 +77,7 @@ def retrain_once(
         frame.unpersist()
 
 
-def run(once: RunOnce, schedule: Schedule, stop: threading.Event) -> list[ModelVersion]:
+def run(once: RunOnce, schedule: Schedule, stop: threading.Event) -> list[ModelEntry]:
     """Run `once` as the schedule says until `stop` is set or `max_runs` runs were made.
 
     In a loop a failed run (too few labels, a broker away) is logged and the loop goes on; a
@@ -84,7 +85,7 @@ def run(once: RunOnce, schedule: Schedule, stop: threading.Event) -> list[ModelV
     """
     if schedule.every_s is None and schedule.drift is None:
         return [once("on demand")]
-    made: list[ModelVersion] = []
+    made: list[ModelEntry] = []
     last_alert_version: int | None = None
     attempts = 0
     while not stop.is_set():

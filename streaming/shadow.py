@@ -20,7 +20,7 @@ from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError
 from scorestream.kafka import KafkaSettings, ensure_topics
 from scorestream.models.evaluate import score_column
-from scorestream.models.registry import Registry
+from scorestream.models.source import ModelSource
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.streaming.job import BatchStats
 from scorestream.streaming.model_holder import check_compatible
@@ -63,7 +63,9 @@ class Agreement:
 class ChallengerHolder:
     """The challenger model, reloaded when its alias moves; absent when the alias is unset."""
 
-    def __init__(self, registry: Registry, alias: str, on_failure: Callable[[str], None]) -> None:
+    def __init__(
+        self, registry: ModelSource, alias: str, on_failure: Callable[[str], None]
+    ) -> None:
         self.registry = registry
         self.alias = alias
         self.on_failure = on_failure
@@ -158,7 +160,7 @@ class ShadowScorer:
     def __init__(
         self,
         kafka: KafkaSettings,
-        registry: Registry,
+        registry: ModelSource,
         settings: ShadowSettings,
         metrics: ScorerMetrics | None = None,
         observers: Sequence[Callable[[list[Compared]], None]] = (),

@@ -104,6 +104,16 @@ def registry_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def mlflow_arg(p: argparse.ArgumentParser) -> None:
+    opt.add(
+        p,
+        "--mlflow-uri",
+        env="MLFLOW_TRACKING_URI",
+        default="",
+        help="MLflow tracking server (and model registry) of models:/NAME@ALIAS references",
+    )
+
+
 def stack_args(p: argparse.ArgumentParser) -> None:
     opt.add(
         p,

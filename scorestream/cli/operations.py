@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from scorestream import options as opt
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
-from scorestream.models.registry import Registry
+from scorestream.models.source import open_source
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.streaming.feedback import METRICS, FeedbackLoop, FeedbackSettings
 from scorestream.streaming.realtime import (
@@ -173,7 +173,7 @@ def operation_listeners(
         return [], [], []
     if not args.shadow and feedback is None:
         return [], [], []
-    registry = Registry(settings.registry)
+    registry, _ = open_source(settings.registry, settings.model, settings.mlflow_uri)
     loops = [FeedbackLoop(feedback, registry, kafka)] if feedback is not None else []
     topic = shadow_topic(args, settings)
     shadow = ShadowScorer(

@@ -82,7 +82,7 @@ def plan(args: argparse.Namespace) -> tuple[RetrainSettings, DataWindow, Schedul
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from scorestream.models.registry import ModelVersion
+    from scorestream.models.source import ModelEntry
     from scorestream.streaming.retrain import retrain_once, run
 
     settings, window, schedule = plan(args)
@@ -101,7 +101,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     spark = spark_session(args, "scorestream-retrain")
 
-    def once(trigger: str) -> ModelVersion:
+    def once(trigger: str) -> ModelEntry:
         _progress(f"retraining ({trigger})")
         entry = retrain_once(spark, kafka, settings, window, trigger, _progress)
         lineage = entry.metadata["lineage"]

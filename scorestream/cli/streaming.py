@@ -16,6 +16,7 @@ from scorestream.cli.common import (
     Command,
     kafka_args,
     kafka_settings,
+    mlflow_arg,
     registry_arg,
     spark_args,
     spark_session,
@@ -56,7 +57,8 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         "--model",
         env="SCORESTREAM_MODEL",
         default="champion",
-        help="model to serve: champion, challenger, latest or vN",
+        help="model to serve: champion, challenger, latest or vN of the registry, or "
+        "models:/NAME@ALIAS or models:/NAME/VERSION of an MLflow registry (--mlflow-uri)",
     )
     opt.add(
         p,
@@ -202,6 +204,7 @@ def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
         dead_letter_topic=args.dlq_topic,
         registry=Path(args.registry),
         model=args.model,
+        mlflow_uri=args.mlflow_uri,
         checkpoint=Path(args.checkpoint) if args.checkpoint else None,
         trigger_interval=args.trigger_interval,
         max_offsets_per_trigger=args.max_offsets_per_trigger,
@@ -289,6 +292,7 @@ def register(command: Command) -> None:
     kafka_args(p)
     spark_args(p)
     registry_arg(p)
+    mlflow_arg(p)
     scorer_args(p)
     ops.operations_args(p)
     metrics_args(p)
