@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +48,15 @@ def train(
     fingerprint: str,
     source: str,
     progress: Callable[[str], None] = _progress,
+    holdout: DataFrame | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> ModelEntry:
     """Fit the pipeline on a seeded split, evaluate on the rest, publish (to the registry or
-    MLflow), optionally promote."""
+    MLflow), optionally promote.
+
+    With `holdout`, all of `frame` is fitted and `holdout` is the evaluation slice (retraining
+    holds out the newest events); `extra` adds keys to the version's metadata (its lineage).
+    """
     import pyspark
     from pyspark.sql import functions as F
 
@@ -59,9 +65,12 @@ def train(
     columns += [F.col(c).cast("string").alias(c) for c in spec.categorical]
     columns.append(F.col(spec.label).cast("double").alias(spec.label))
     data = frame.select(*columns)
-    train_df, valid_df = data.randomSplit(
-        [1 - settings.validation_fraction, settings.validation_fraction], seed=settings.seed
-    )
+    if holdout is None:
+        train_df, valid_df = data.randomSplit(
+            [1 - settings.validation_fraction, settings.validation_fraction], seed=settings.seed
+        )
+    else:
+        train_df, valid_df = data, holdout.select(*columns)
     train_df = train_df.cache()
     n_train = train_df.count()
     progress(
@@ -88,6 +97,7 @@ def train(
             "seed": settings.seed,
         },
         "metrics": metrics,
+        **(extra or {}),
     }
     if settings.mlflow_model:
         from scorestream.models.mlflow_log import log_version

@@ -66,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     from scorestream.cli.monitoring import metrics_args
     from scorestream.cli.monitoring import register as register_monitoring
     from scorestream.cli.producers import register as register_producers
+    from scorestream.cli.retrain import register as register_retrain
     from scorestream.cli.serve import register as register_serve
     from scorestream.cli.sink import register as register_sink
     from scorestream.cli.streaming import register as register_streaming
@@ -99,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_monitoring(command)
     register_serve(command)
     register_sink(command)
+    register_retrain(command)
 
     p = command("demo", cmd_demo, "run the whole path end to end on a local stack")
     opt.add(
