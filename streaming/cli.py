@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -20,7 +21,7 @@ from scorestream.cli_common import (
     spark_args,
     spark_session,
 )
-from scorestream.errors import ScorestreamError
+from scorestream.errors import ConfigError, ScorestreamError
 from streaming import operations as ops
 from streaming.avro_input import INPUT_FORMATS, InputFormat
 from streaming.job import Scorer, ScorerSettings, validate_settings
@@ -195,6 +196,18 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _crash_hook() -> int | None:
+    """SCORESTREAM_TEST_CRASH_AFTER_COMMIT=<batch id>: a test-only hook (no flag) that makes an
+    exactly-once scorer exit hard right after that batch's transaction commits."""
+    raw = os.environ.get("SCORESTREAM_TEST_CRASH_AFTER_COMMIT", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        msg = f"SCORESTREAM_TEST_CRASH_AFTER_COMMIT={raw!r} is not valid; expected a batch id"
+        raise ConfigError(msg)
+    return int(raw)
+
+
 def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
     settings = ScorerSettings(
         input_topic=args.input_topic,
@@ -220,6 +233,7 @@ def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
         marker_topic=args.marker_topic,
         create_topics=args.create_topics,
         startup_timeout_s=args.startup_timeout,
+        crash_after_commit=_crash_hook(),
     )
     validate_settings(settings)
     return settings
@@ -237,7 +251,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     extra, shadows, loops = ops.operation_listeners(args, kafka, settings, monitor.metrics)
     scorer = Scorer(spark, kafka, settings, listeners=[monitor, *extra])
     monitor.attach(scorer)
-    ops.attach(scorer, shadows)
+    ops.attach(scorer, [*shadows, *loops])
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

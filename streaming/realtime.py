@@ -26,6 +26,7 @@ from models.registry import ModelVersion, Registry
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
 from streaming import preflight
+from streaming.avro_input import prepare_decoding
 from streaming.job import kafka_source
 from streaming.scoring import ScoringPlan
 
@@ -179,6 +180,8 @@ class RealtimeScorer:
                 "give Spark at least as many cores (--master local[N]) or use micro-batch mode"
             )
             raise ConfigError(msg)
+        # The same Avro guard as the micro-batch scorer: random bytes cannot exhaust the heap.
+        prepare_decoding(self.spark, s.input_format, self.entry.spec, s.validation.max_record_bytes)
         preflight.write_manifest(s.checkpoint_dir, bound)
 
     def start(self) -> StreamingQuery:
