@@ -24,6 +24,7 @@ from scorestream.cli_common import (
 from scorestream.errors import ConfigError, ScorestreamError
 from streaming import operations as ops
 from streaming.avro_input import INPUT_FORMATS, InputFormat
+from streaming.exactly_once import EXACTLY_ONCE_MAX_OFFSETS
 from streaming.job import Scorer, ScorerSettings, validate_settings
 from streaming.monitor import ScorerMonitor
 from streaming.scoring import OUTPUT_FORMATS, OutputFormat
@@ -79,7 +80,8 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         env="SCORESTREAM_MAX_OFFSETS_PER_TRIGGER",
         default=None,
         type=opt.positive_int,
-        help="cap on records per micro-batch",
+        help="cap on records per micro-batch (with --exactly-once, unset means "
+        f"{EXACTLY_ONCE_MAX_OFFSETS:,}: one transaction per bounded batch)",
     )
     opt.add(
         p,

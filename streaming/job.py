@@ -67,6 +67,8 @@ class ScorerSettings:
     exactly_once: bool = False
     marker_topic: str = ""  # exactly-once batch markers (empty: <output topic>.markers)
     transaction_timeout_ms: int = 300_000
+    # exactly-once: records per micro-batch when max_offsets_per_trigger is unset.
+    exactly_once_batch_records: int = EXACTLY_ONCE_MAX_OFFSETS
     startup_timeout_s: float = 30.0  # how long to retry an unreachable broker
     # Test hook (SCORESTREAM_TEST_CRASH_AFTER_COMMIT): hard-exit right after the transaction of
     # this batch commits, before Spark commits the batch to its checkpoint.
@@ -82,7 +84,7 @@ class ScorerSettings:
         transaction carries well within its timeout (a backlog becomes many batches)."""
         if self.max_offsets_per_trigger:
             return self.max_offsets_per_trigger
-        return EXACTLY_ONCE_MAX_OFFSETS if self.exactly_once else None
+        return self.exactly_once_batch_records if self.exactly_once else None
 
     def bound(self) -> dict[str, object]:
         """What a checkpoint is bound to (see streaming/preflight.py)."""

@@ -29,9 +29,17 @@ Probe = Callable[[ModelVersion, "PipelineModel"], None]
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception as one short line (Py4J errors carry a whole Java stack)."""
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
+    """An exception as one short line. A Py4J error carries a whole Java stack under a first
+    line that only names the call ("An error occurred while calling o42.collectToPython."):
+    its innermost cause says what went wrong."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    causes = [line.removeprefix("Caused by: ") for line in lines if line.startswith("Caused by: ")]
+    if causes:
+        return causes[-1][:300]
+    for line in lines:
+        if not line.startswith("An error occurred while calling"):
+            return line.removeprefix(": ")[:300]
+    return lines[0][:300] if lines else type(exc).__name__
 
 
 def event_kinds(spec: FeatureSpec) -> dict[str, str]:
