@@ -7,19 +7,28 @@
 ARG PYTHON_VERSION=3.11.11
 ARG DEBIAN_RELEASE=bookworm
 
-# --- build stage: resolve the connector jars with Maven (Maven stays out of the final image) ---
-FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS jars
+# --- build stage: the wheel, and the connector jars resolved with Maven (Maven and the sources
+# stay out of the final image) ---
+FROM python:${PYTHON_VERSION}-slim-${DEBIAN_RELEASE} AS build
 ARG JAVA_VERSION=17
 RUN apt-get update \
  && apt-get install -y --no-install-recommends "openjdk-${JAVA_VERSION}-jre-headless" maven \
  && rm -rf /var/lib/apt/lists/*
 ENV SCORESTREAM_CACHE=/opt/scorestream-cache
-WORKDIR /opt/scorestream
-# Only what the fetch needs: the poms and scorestream/jars.py (no pyspark yet). The image needs
-# Spark's connectors only; the broker bundle is for `scorestream stack`, not used here.
+WORKDIR /src
+# The whole package (scorestream/<folder> are symlinks to the top-level folders).
+COPY pyproject.toml README.md ./
 COPY deps/ deps/
-COPY scorestream/__init__.py scorestream/errors.py scorestream/paths.py scorestream/jars.py scorestream/
-RUN python -c "from scorestream import jars; print(jars.ensure('spark-connectors'))" \
+COPY schemas/ schemas/
+COPY scorestream/ scorestream/
+COPY models/ models/
+COPY producers/ producers/
+COPY streaming/ streaming/
+COPY monitoring/ monitoring/
+RUN pip wheel --no-deps --no-cache-dir -w /dist . \
+ && pip install --no-deps --no-cache-dir /dist/scorestream-*.whl
+# The image needs Spark's connectors only; the broker bundle is for `scorestream stack`.
+RUN cd / && python -c "from scorestream import jars; print(jars.ensure('spark-connectors'))" \
  && rm -rf /root/.m2
 
 # --- final stage ---
@@ -45,19 +54,13 @@ ENV SCORESTREAM_CACHE=/opt/scorestream-cache \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /opt/scorestream
-COPY --from=jars /opt/scorestream-cache /opt/scorestream-cache
-COPY pyproject.toml README.md ./
-COPY deps/ deps/
-COPY schemas/ schemas/
-COPY scorestream/ scorestream/
-COPY models/ models/
-COPY producers/ producers/
-COPY streaming/ streaming/
-COPY monitoring/ monitoring/
+COPY --from=build /opt/scorestream-cache /opt/scorestream-cache
+COPY --from=build /dist/ /dist/
 COPY docker/ docker/
-# Editable: scorestream finds deps/ (the poms that key the jar cache) and schemas/ next to its
-# source. The explicit pyspark pin makes pip fail if it ever disagrees with pyproject.toml.
-RUN pip install -e . "pyspark==${PYSPARK_VERSION}" \
+# The wheel, not a checkout: it carries the schemas, poms and monitoring files as package data.
+# The explicit pyspark pin makes pip fail if it ever disagrees with pyproject.toml.
+RUN pip install /dist/scorestream-*.whl "pyspark==${PYSPARK_VERSION}" \
+ && rm -rf /dist \
  && python -c "import pyspark, sys; v = pyspark.__version__; sys.exit(0 if v == '${PYSPARK_VERSION}' else f'pyspark {v} != ${PYSPARK_VERSION}')" \
  && python -c "from scorestream import jars; print(len(jars.spark_connector_jars()), 'connector jars')" \
  && chmod 0755 docker/*.sh

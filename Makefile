@@ -63,10 +63,11 @@ stack-up: jars ## start the local Kafka broker on 127.0.0.1:9092
 stack-down: venv ## stop what stack-up started
 	$(BIN)/scorestream stack down
 
-lint: venv ## ruff (lint and format check) and mypy
+lint: venv ## ruff (lint and format check), mypy and the import layers (import-linter)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 unit: venv system ## tests that need no JVM and no broker
 	$(BIN)/pytest -m unit tests/unit $(PYTEST_ARGS)

@@ -13,7 +13,7 @@ class Contender:
 
     name: str
     label: str
-    kind: str  # scorer, peer or batch
+    kind: str  # scorer, floor (Spark alone), peer or batch
     input_format: str = "json"
     latency: bool = True  # measured at fixed rates (streaming contenders)
     committed: bool = False  # its output is read with read_committed
@@ -44,6 +44,26 @@ class Contender:
                 output,
                 "--dlq-topic",
                 dead,
+                *self.extra,
+            ]
+        if self.kind == "floor":
+            return [
+                py,
+                "-m",
+                "benchmarks.worker",
+                "floor",
+                "--bootstrap",
+                bootstrap,
+                "--checkpoint",
+                str(checkpoint),
+                "--input-topic",
+                source,
+                "--output-topic",
+                output,
+                "--dlq-topic",
+                dead,
+                "--max-offsets-per-trigger",
+                str(max_offsets_per_trigger),
                 *self.extra,
             ]
         return [
@@ -99,6 +119,26 @@ CONTENDERS: dict[str, Contender] = {
             "scorer",
             latency=False,
             extra=("--drift",),
+        ),
+        # Spark's own floor on this machine: what a Kafka -> Kafka query costs before any
+        # scorestream code (bytes through, then JSON parse + to_json), in both trigger modes.
+        Contender(
+            "spark-bytes", "Spark floor: Kafka -> Kafka bytes", "floor", extra=("--parse", "none")
+        ),
+        Contender(
+            "spark-json", "Spark floor: from_json -> to_json", "floor", extra=("--parse", "json")
+        ),
+        Contender(
+            "spark-bytes-rt",
+            "Spark floor: bytes, real-time mode",
+            "floor",
+            extra=("--parse", "none", "--mode", "realtime"),
+        ),
+        Contender(
+            "spark-json-rt",
+            "Spark floor: JSON, real-time mode",
+            "floor",
+            extra=("--parse", "json", "--mode", "realtime"),
         ),
         Contender("peer-a", "peer A: Python + numpy coefficients", "peer"),
         Contender("peer-b", "peer B: raw pass-through", "peer"),

@@ -14,14 +14,14 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from models.train import TrainSettings, synthetic_frame, train
-from producers.generator import SPEC
-from producers.publisher import ProduceSettings, publish
-from producers.subscriber import ScoreSummary, iter_scores
+from scorestream.contract.synthetic import SPEC
 from scorestream.kafka import KafkaSettings, ensure_topics
+from scorestream.models.train import TrainSettings, synthetic_frame, train
+from scorestream.producers.publisher import ProduceSettings, publish
+from scorestream.producers.subscriber import ScoreSummary, iter_scores
 from scorestream.spark import SparkSettings, session
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
-from streaming.job import BatchStats, Scorer, ScorerSettings
+from scorestream.streaming.job import BatchStats, Scorer, ScorerSettings
 
 
 class Durations:

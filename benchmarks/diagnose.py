@@ -52,8 +52,8 @@ def kafka_rows(spark: Any, rows: int, seed: int) -> Any:
         TimestampType,
     )
 
-    from producers.encoding import encode_json
-    from producers.generator import iter_events
+    from scorestream.contract.synthetic import iter_events
+    from scorestream.producers.encoding import encode_json
 
     now = int(time.time() * 1000)
     stamp = dt.datetime.now(dt.UTC)
@@ -78,10 +78,10 @@ def kafka_rows(spark: Any, rows: int, seed: int) -> Any:
 def one_round(spark: Any, raw: Any, entry: Any, model: Any) -> dict[str, float]:
     from pyspark import StorageLevel
 
+    from scorestream.streaming.job import REASONS_TALLY, reasons_tally
+    from scorestream.streaming.scoring import OutputFormat, ScoringPlan, Topics
+    from scorestream.streaming.validate import REASON, ValidationSettings
     from scorestream.tally import tally
-    from streaming.job import REASONS_TALLY, reasons_tally
-    from streaming.scoring import OutputFormat, ScoringPlan, Topics
-    from streaming.validate import REASON, ValidationSettings
 
     spec = entry.spec
     cg = Codegen(spark)
@@ -125,7 +125,7 @@ def one_round(spark: Any, raw: Any, entry: Any, model: Any) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from models.registry import Registry
+    from scorestream.models.registry import Registry
     from scorestream.spark import SparkSettings, session
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.diagnose")

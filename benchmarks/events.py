@@ -11,11 +11,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from producers.encoding import encode_json, iso_millis
-from producers.generator import iter_events
 from scorestream.avro import EVENT_SCHEMA, avro_encoder
+from scorestream.contract.synthetic import iter_events
 from scorestream.errors import StackError
 from scorestream.kafka import KafkaSettings, describe_error
+from scorestream.producers.encoding import encode_json, iso_millis
 
 # Output records and fill records go through the same producer settings everywhere.
 FILL_PRODUCER = {
@@ -156,6 +156,20 @@ def _json_template(event: dict[str, Any]) -> bytes:
     return encode_json(body)
 
 
+def paced_producer(kafka: KafkaSettings, topic: str) -> _Producer:
+    """The producer of a latency run's paced phases, connected before any phase is timed.
+
+    A producer made just before a phase stalls its first events by hundreds of ms while it
+    connects, fetches the topic's metadata and acquires its idempotent producer id (retried
+    with backoff while the coordinator loads): those events were stamped before the wait and
+    showed as a ~360 ms p99 even for a pass-through. One producer serves every phase of a run,
+    and its metadata is fetched here; the unmeasured warm-up phase then gets it its id.
+    """
+    prod = _Producer(kafka, **{"linger.ms": 0, "compression.type": "none"})
+    prod.producer.list_topics(topic, timeout=30)
+    return prod
+
+
 def paced(
     kafka: KafkaSettings,
     topic: str,
@@ -163,18 +177,20 @@ def paced(
     count: int,
     rate: float,
     seed: int,
+    producer: _Producer | None = None,
 ) -> dict[str, float]:
     """Publish `count` events at `rate` per second in 10 ms slices, each stamped when sent.
 
     The event time is the wall clock at the moment the slice is handed to the producer (no
     linger), so the latency a subscriber measures includes the whole way through Kafka.
+    Pass the run's `paced_producer` so no phase pays for a producer's start.
     """
     events = list(iter_events(count, seed))
     templates = [_json_template(e) for e in events] if fmt == "json" else []
     avro = encoder(fmt) if fmt != "json" else None
     keys = [str(e["event_id"]).encode() for e in events]
     per_slice = max(1, round(rate / 100))
-    prod = _Producer(kafka, **{"linger.ms": 0, "compression.type": "none"})
+    prod = producer or paced_producer(kafka, topic)
     started = time.monotonic()
     late = 0.0
     for i in range(0, count, per_slice):

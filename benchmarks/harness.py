@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.contenders import Contender
-from benchmarks.events import fill, paced
+from benchmarks.events import fill, paced, paced_producer
 from benchmarks.measure import PeakRss, high_watermarks, read_output
 from scorestream.errors import ScorestreamError
 from scorestream.kafka import KafkaSettings, ensure_topics
@@ -318,12 +318,15 @@ def latency_run(ctx: Context, c: Contender, settings: BenchSettings, repeat: int
     phases: dict[str, dict[str, float]] = {}
     try:
         with PeakRss(proc.pid) as rss:
+            producer = paced_producer(ctx.kafka, source)  # warm before anything is timed
             proc.wait_event("ready", settings.start_timeout_s)
-            paced(ctx.kafka, source, c.input_format, WARM_EVENTS, WARM_RATE, WARM_SEED)
+            paced(ctx.kafka, source, c.input_format, WARM_EVENTS, WARM_RATE, WARM_SEED, producer)
             _wait_arrivals(proc, status, str(WARM_SEED), WARM_EVENTS, settings.start_timeout_s)
             for rate in settings.rates:
                 count = int(rate * settings.latency_seconds)
-                sent = paced(ctx.kafka, source, c.input_format, count, rate, rate_seed(rate))
+                sent = paced(
+                    ctx.kafka, source, c.input_format, count, rate, rate_seed(rate), producer
+                )
                 _wait_arrivals(proc, status, str(rate_seed(rate)), count, 120 + count / 500)
                 phases[_rate_key(rate)] = {"sent": count, "producer_behind_s": sent["max_behind_s"]}
             peak = rss.peak

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from producers.encoding import parse_time
 from scorestream.kafka import KafkaSettings
+from scorestream.producers.encoding import parse_time
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 

@@ -47,10 +47,10 @@ def _spark(app: str) -> Any:
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     """Train one model into a fresh registry and export its coefficients card."""
-    from models.export import export
-    from models.registry import Registry
-    from models.train import TrainSettings, synthetic_frame, train
-    from producers.generator import SPEC
+    from scorestream.contract.synthetic import SPEC
+    from scorestream.models.export import export
+    from scorestream.models.registry import Registry
+    from scorestream.models.train import TrainSettings, synthetic_frame, train
 
     spark = _spark("bench-prepare")
     try:
@@ -106,8 +106,8 @@ class _BatchTimes:
 
 def cmd_scorer(args: argparse.Namespace) -> int:
     """One scorer variant on one input topic, until SIGTERM."""
-    from streaming.avro_input import InputFormat
-    from streaming.job import Scorer, ScorerSettings
+    from scorestream.streaming.avro_input import InputFormat
+    from scorestream.streaming.job import Scorer, ScorerSettings
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -132,14 +132,14 @@ def cmd_scorer(args: argparse.Namespace) -> int:
     monitor: Any = None
     scorer: Any
     if args.mode == "realtime":
-        from streaming.realtime import RealtimeScorer, RealtimeSettings
+        from scorestream.streaming.realtime import RealtimeScorer, RealtimeSettings
 
         scorer = RealtimeScorer(spark, kafka, settings, RealtimeSettings(args.realtime_checkpoint))
     else:
         listeners: list[Any] = [times]
         if args.drift:
-            from monitoring.settings import MonitorSettings
-            from streaming.monitor import ScorerMonitor
+            from scorestream.monitoring.settings import MonitorSettings
+            from scorestream.streaming.monitor import ScorerMonitor
 
             monitor = ScorerMonitor(spark, MonitorSettings(metrics_port=0, drift=True))
             listeners.append(monitor)
@@ -184,10 +184,81 @@ def cmd_scorer(args: argparse.Namespace) -> int:
     return 1 if failure else 0
 
 
+def cmd_floor(args: argparse.Namespace) -> int:
+    """Spark's own floor: Kafka -> Kafka with no scorestream code, until SIGTERM.
+
+    `--parse none` moves the bytes through; `--parse json` decodes each value with the event
+    schema and encodes it again (`from_json` -> `to_json`), the least a JSON scorer must do.
+    The key (the event id) and `event_time` pass through, so the harness counts and times the
+    output as it does the scorer's.
+    """
+    from pyspark.sql import functions as F
+
+    from scorestream.avro import EVENT_SCHEMA, read_schema
+    from scorestream.streaming.realtime import apply_trigger
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    kafka = KafkaSettings(bootstrap=args.bootstrap)
+    spark = _spark(f"bench-floor-{args.parse}-{args.mode}")
+    reader = (
+        spark.readStream.format("kafka")
+        .options(**kafka.spark_options())
+        .option("subscribe", args.input_topic)
+        .option("startingOffsets", "earliest")
+    )
+    if args.max_offsets_per_trigger and args.mode == "microbatch":
+        reader = reader.option("maxOffsetsPerTrigger", str(args.max_offsets_per_trigger))
+    source = reader.load()
+    if args.parse == "json":
+        # event_time stays text (ISO-8601 in JSON events), so the output carries it unchanged.
+        fields = ", ".join(
+            f"`{f['name']}` STRING"
+            if f["name"] == "event_time" or "string" in str(f["type"])
+            else f"`{f['name']}` DOUBLE"
+            for f in read_schema(EVENT_SCHEMA)["fields"]
+        )
+        parsed = F.from_json(F.col("value").cast("string"), fields)
+        out = source.select(F.col("key"), F.to_json(parsed).alias("value"))
+    else:
+        out = source.select("key", "value")
+    linger = 0 if args.mode == "realtime" else 5
+    writer = (
+        out.writeStream.format("kafka")
+        .options(**kafka.spark_sink_options(linger_ms=linger))
+        .option("topic", args.output_topic)
+        .option("checkpointLocation", str(args.checkpoint))
+    )
+    if args.mode == "realtime":
+        writer = writer.outputMode("update")
+        apply_trigger(writer, spark, args.realtime_checkpoint)
+    failure = ""
+    progresses: list[Any] = []
+    try:
+        _emit("ready")
+        query = writer.start()
+        while not stop.wait(0.5):
+            if not query.isActive:
+                exc = query.exception()
+                failure = str(exc).splitlines()[0] if exc else "query stopped by itself"
+                break
+        progresses = list(query.recentProgress)
+        query.stop()
+    except Exception as exc:
+        failure = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    spark.stop()
+    done: dict[str, Any] = {"progress": progress_summary(progresses)}
+    if failure:
+        done["error"] = failure
+    _emit("done", **done)
+    return 1 if failure else 0
+
+
 def cmd_batch(args: argparse.Namespace) -> int:
     """Spark batch scoring of the events file with the same model (the ceiling of Spark)."""
-    from models.batch import score_frame
-    from models.registry import Registry
+    from scorestream.models.batch import score_frame
+    from scorestream.models.registry import Registry
 
     spark = _spark("bench-batch")
     try:
@@ -229,12 +300,28 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--drift", action="store_true", help="attach the drift monitor")
     sc.add_argument("--max-offsets-per-trigger", type=int, default=0)
     sc.add_argument("--realtime-checkpoint", default="5 seconds")
+    fl = sub.add_parser("floor", help="Spark Kafka -> Kafka with no scorestream code")
+    fl.add_argument("--bootstrap", required=True)
+    fl.add_argument("--checkpoint", required=True, type=Path)
+    fl.add_argument("--input-topic", required=True)
+    fl.add_argument("--output-topic", required=True)
+    fl.add_argument("--dlq-topic", required=True, help="unused: nothing is dead-lettered")
+    fl.add_argument("--registry", type=Path, help="unused: no model")
+    fl.add_argument("--parse", choices=("none", "json"), default="none")
+    fl.add_argument("--mode", choices=("microbatch", "realtime"), default="microbatch")
+    fl.add_argument("--max-offsets-per-trigger", type=int, default=0)
+    fl.add_argument("--realtime-checkpoint", default="5 seconds")
     ba = sub.add_parser("batch", help="Spark batch scoring of a Parquet file")
     ba.add_argument("--registry", required=True, type=Path)
     ba.add_argument("--input", required=True, type=Path)
     ba.add_argument("--output", required=True, type=Path)
     args = p.parse_args(argv)
-    handlers = {"prepare": cmd_prepare, "scorer": cmd_scorer, "batch": cmd_batch}
+    handlers = {
+        "prepare": cmd_prepare,
+        "scorer": cmd_scorer,
+        "floor": cmd_floor,
+        "batch": cmd_batch,
+    }
     return handlers[args.command](args)
 
 

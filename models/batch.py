@@ -11,16 +11,16 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.data import check_columns, read_table, typed_features
-from models.evaluate import score_column
-from models.registry import Registry
 from scorestream.errors import ConfigError, DataError
+from scorestream.models.data import check_columns, read_table, typed_features
+from scorestream.models.evaluate import score_column
+from scorestream.models.registry import Registry
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
-    from models.registry import ModelVersion
+    from scorestream.models.registry import ModelVersion
 
 # Drivers we can name from the URL; other databases need --jdbc-driver and their jar.
 JDBC_DRIVERS = {

@@ -15,7 +15,7 @@ from scorestream.errors import ModelError
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
 
-    from models.registry import ModelVersion
+    from scorestream.models.registry import ModelVersion
 
 CARD_FORMAT = "scorestream-coefficients/1"
 

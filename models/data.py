@@ -12,7 +12,7 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.spec import FeatureSpec
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import DataError
 
 if TYPE_CHECKING:

@@ -6,14 +6,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from models.coefficients import build_card
 from scorestream.errors import ConfigError
+from scorestream.models.coefficients import build_card
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import SparkSession
 
-    from models.registry import ModelVersion
+    from scorestream.models.registry import ModelVersion
 
 FORMATS = {"coefficients": "json", "pmml": "pmml", "onnx": "onnx"}
 
@@ -45,9 +45,9 @@ def export(
         return target
     assert spark is not None, "pmml and onnx exports need the SparkSession"
     if fmt == "pmml":
-        from models.export_pmml import export_pmml
+        from scorestream.models.export_pmml import export_pmml
 
         return export_pmml(spark, entry, model, target)
-    from models.export_onnx import export_onnx
+    from scorestream.models.export_onnx import export_onnx
 
     return export_onnx(spark, entry, model, target)

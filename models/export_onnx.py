@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import SparkSession
 
-    from models.registry import ModelVersion
+    from scorestream.models.registry import ModelVersion
 
 OPSET = 13
 

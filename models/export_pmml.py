@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import SparkSession
 
-    from models.registry import ModelVersion
+    from scorestream.models.registry import ModelVersion
 
 
 def pmml_jars() -> list[Path]:
@@ -68,7 +68,7 @@ def export_pmml(
             raise
         msg = (
             "JPMML-SparkML is not on this Spark session's classpath; start Spark with "
-            "models.export_pmml.spark_conf() (the CLI does)"
+            "scorestream.models.export_pmml.spark_conf() (the CLI does)"
         )
         raise ConfigError(msg) from exc
     except Exception as exc:  # Py4J: keep the converter's first line

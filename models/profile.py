@@ -1,44 +1,25 @@
 """The reference profile drift monitoring compares against, computed in Spark with exact counts.
 
-Numeric bins use the training deciles as inner edges e1..e(k-1): bin 0 is (-inf, e1], bin i is
-(e(i), e(i+1)], the last is (e(k-1), +inf). Missing values (null or NaN) fall in no bin and count
-toward the missing rate. Categorical counts follow the training categories, plus "unseen".
+The bins follow the contract's rule (scorestream.contract.bins): training deciles as numeric
+edges, the training categories plus "unseen"; missing values count toward the missing rate.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from models.spec import FeatureSpec
+from scorestream.contract.bins import (
+    DECILES,
+    MAX_CATEGORIES,
+    SCORE_KEY,
+    category_bin,
+    numeric_bin,
+)
+from scorestream.contract.spec import FeatureSpec
 from scorestream.tally import Tally, tally
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
-
-DECILES = [i / 10 for i in range(1, 10)]
-MAX_CATEGORIES = 200
-
-
-def numeric_bin(column: Column, edges: Sequence[float]) -> Column:
-    """The bin index of a numeric column (null when missing), by the rule in the module doc."""
-    from pyspark.sql import functions as F
-
-    missing = column.isNull() | F.isnan(column)
-    expr = F.when(missing, F.lit(None).cast("int"))
-    for i, edge in enumerate(edges):
-        expr = expr.when(column <= F.lit(float(edge)), F.lit(i))
-    return expr.otherwise(F.lit(len(edges)))
-
-
-def category_bin(column: Column, categories: Sequence[str]) -> Column:
-    """The index of a category in the training list, len(categories) for unseen, null if missing."""
-    from pyspark.sql import functions as F
-
-    expr = F.when(column.isNull(), F.lit(None).cast("int"))
-    for i, cat in enumerate(categories):
-        expr = expr.when(column == F.lit(cat), F.lit(i))
-    return expr.otherwise(F.lit(len(categories)))
 
 
 def bin_counts(
@@ -67,13 +48,13 @@ def build_profile(frame: DataFrame, spec: FeatureSpec, score: Column) -> dict[st
     framed = frame.select(
         *[F.col(n).cast("double").alias(n) for n in numeric],
         *[F.col(c).cast("string").alias(c) for c in spec.categorical],
-        score.alias("__score"),
+        score.alias(SCORE_KEY),
     )
     framed = framed.cache()
     try:
         clean = {n: framed.where(F.col(n).isNotNull() & ~F.isnan(F.col(n))) for n in numeric}
         edges = {n: _edges(clean[n].approxQuantile(n, DECILES, 1e-4)) for n in numeric}
-        edges["__score"] = _edges(framed.approxQuantile("__score", DECILES, 1e-4))
+        edges[SCORE_KEY] = _edges(framed.approxQuantile(SCORE_KEY, DECILES, 1e-4))
         categories: dict[str, list[str]] = {}
         for c in spec.categorical:
             rows = (
@@ -86,7 +67,7 @@ def build_profile(frame: DataFrame, spec: FeatureSpec, score: Column) -> dict[st
             )
             categories[c] = [str(r[c]) for r in rows]
         bins: dict[str, tuple[Column, int]] = {
-            n: (numeric_bin(F.col(n), edges[n]), len(edges[n]) + 1) for n in [*numeric, "__score"]
+            n: (numeric_bin(F.col(n), edges[n]), len(edges[n]) + 1) for n in [*numeric, SCORE_KEY]
         }
         for c in spec.categorical:
             bins[c] = (category_bin(F.col(c), categories[c]), len(categories[c]) + 1)
@@ -107,8 +88,8 @@ def build_profile(frame: DataFrame, spec: FeatureSpec, score: Column) -> dict[st
             for c in spec.categorical
         },
         "score": {
-            "edges": edges["__score"],
-            "counts": counts["__score"],
-            "missing_rate": rate("__score"),
+            "edges": edges[SCORE_KEY],
+            "counts": counts[SCORE_KEY],
+            "missing_rate": rate(SCORE_KEY),
         },
     }

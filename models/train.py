@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.evaluate import evaluate, score_column
-from models.pipeline import EstimatorSettings, build_pipeline
-from models.profile import build_profile
-from models.registry import ModelVersion, Registry
-from models.spec import FeatureSpec
+from scorestream.contract.spec import FeatureSpec
+from scorestream.models.evaluate import evaluate, score_column
+from scorestream.models.pipeline import EstimatorSettings, build_pipeline
+from scorestream.models.profile import build_profile
+from scorestream.models.registry import ModelVersion, Registry
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -95,11 +95,21 @@ def train(
     return entry
 
 
+ROWS_PER_SLICE = 4_000  # ~0.4 MB a task: below Spark's 1 MB "task of very large size" mark
+
+
 def synthetic_frame(spark: SparkSession, rows: int, seed: int) -> DataFrame:
-    """Synthetic labelled history from the same generator the producer uses."""
+    """Synthetic labelled history from the same generator the producer uses.
+
+    Handed to Spark in slices of ROWS_PER_SLICE rows: `createDataFrame(pandas)` ships the data
+    in one task per core (1.4 MB each at 50k rows, with a warning per task).
+    """
     import pandas as pd
 
-    from producers.generator import generate_columns
+    from scorestream.contract.synthetic import generate_columns
 
     cols = generate_columns(rows, seed=seed)
-    return spark.createDataFrame(pd.DataFrame(cols))
+    schema = spark.createDataFrame(pd.DataFrame(cols).head(1)).schema
+    records = list(zip(*(values.tolist() for values in cols.values()), strict=True))
+    slices = max(spark.sparkContext.defaultParallelism, -(-rows // ROWS_PER_SLICE))
+    return spark.createDataFrame(spark.sparkContext.parallelize(records, slices), schema)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from monitoring.reference import SCORE_KEY, ReferenceProfile
+from scorestream.monitoring.reference import SCORE_KEY, ReferenceProfile
 from scorestream.tally import Tallied, Tally, tally
 
 if TYPE_CHECKING:
@@ -33,7 +33,7 @@ class BatchCounts:
 
 def bucket_index(column: Column, bounds: Sequence[float]) -> Column:
     """Index of the first bound >= value (len(bounds) above the last), null for null/NaN."""
-    from models.profile import numeric_bin
+    from scorestream.contract.bins import numeric_bin
 
     return numeric_bin(column, bounds)
 
@@ -64,7 +64,7 @@ class BinCounter:
         """One small integer column per feature: its bin, null when missing."""
         from pyspark.sql import functions as F
 
-        from models.profile import category_bin, numeric_bin
+        from scorestream.contract.bins import category_bin, numeric_bin
 
         p = self.profile
         cols = [

@@ -21,10 +21,10 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from monitoring.binning import MISSING, bin_index, category_index, count_bins
-from monitoring.errors import DriftError
-from monitoring.reference import SCORE_KEY, ReferenceProfile, build_profile_numpy
-from monitoring.window import DriftWindow, WindowTotals
+from scorestream.contract.bins import MISSING, bin_index, category_index, count_bins
+from scorestream.errors import DriftError
+from scorestream.monitoring.reference import SCORE_KEY, ReferenceProfile, build_profile_numpy
+from scorestream.monitoring.window import DriftWindow, WindowTotals
 
 __all__ = [
     "EPSILON",

@@ -1,10 +1,7 @@
-"""Errors of the monitoring package: a profile or count vector that cannot be compared."""
+"""Errors of the monitoring package (DriftError, shared with the contract, is in
+scorestream.errors)."""
 
 from scorestream.errors import ScorestreamError
-
-
-class DriftError(ScorestreamError):
-    """A reference profile, count vector or drift window has a shape or value we cannot use."""
 
 
 class MetricsError(ScorestreamError):

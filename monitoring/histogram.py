@@ -15,7 +15,7 @@ from prometheus_client.metrics_core import HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from monitoring.errors import MetricsError
+from scorestream.monitoring.errors import MetricsError
 
 
 class BulkHistogram(Collector):

@@ -25,21 +25,15 @@ from prometheus_client import (
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitoring.drift import FeatureDrift
-from monitoring.errors import MetricsError
-from monitoring.histogram import BulkHistogram
+from scorestream.contract.reasons import REASONS
+from scorestream.monitoring.drift import FeatureDrift
+from scorestream.monitoring.errors import MetricsError
+from scorestream.monitoring.histogram import BulkHistogram
 
 log = logging.getLogger(__name__)
 
-# The scorer's dead-letter reason codes (streaming.validate.REASONS must stay within this set).
-DEAD_LETTER_REASONS = (
-    "DECODE_ERROR",
-    "MISSING_FIELD",
-    "WRONG_TYPE",
-    "NOT_FINITE",
-    "OUT_OF_RANGE",
-    "TOO_LARGE",
-)
+# The label values of the dead-letter counter: the contract's reason codes, all of them.
+DEAD_LETTER_REASONS = REASONS
 LATENCY_BUCKETS = (
     0.005,
     0.01,

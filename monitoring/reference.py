@@ -24,11 +24,16 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from monitoring.binning import bin_index, category_index, check_edges, count_bins, is_missing
-from monitoring.errors import DriftError
-
-SCORE_KEY = "__score__"
-MAX_CATEGORIES = 200  # as models.profile: rarer training categories count as unseen
+from scorestream.contract.bins import (
+    MAX_CATEGORIES,
+    SCORE_KEY,
+    bin_index,
+    category_index,
+    check_edges,
+    count_bins,
+    is_missing,
+)
+from scorestream.errors import DriftError
 
 
 def _counts(raw: Any, size: int) -> np.ndarray:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from monitoring.drift import EPSILON, PREDICTION, FeatureDrift
-from monitoring.reference import SCORE_KEY, ReferenceProfile
-from monitoring.window import WindowTotals
+from scorestream.monitoring.drift import EPSILON, PREDICTION, FeatureDrift
+from scorestream.monitoring.reference import SCORE_KEY, ReferenceProfile
+from scorestream.monitoring.window import WindowTotals
 
 WATCH, ACT = 0.1, 0.25  # the usual PSI bands
 

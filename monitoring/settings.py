@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from monitoring.errors import MetricsError
+from scorestream.monitoring.errors import MetricsError
 
 DEFAULT_METRICS_PORT = 9400
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from monitoring.errors import DriftError
+from scorestream.errors import DriftError
 
 
 @dataclass(frozen=True)

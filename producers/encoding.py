@@ -28,9 +28,6 @@ def encode_json(event: Mapping[str, Any]) -> bytes:
     return json.dumps(body, separators=(",", ":"), allow_nan=True).encode("utf-8")
 
 
-FORMATS = ("json", "avro", "confluent-avro")
-
-
 def encoder(
     fmt: str, schema: Path | None = None, schema_id: int = 1
 ) -> Callable[[Mapping[str, Any]], bytes]:

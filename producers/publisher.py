@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from producers.encoding import encoder
-from producers.generator import Drift, iter_events
+from scorestream.contract.synthetic import Drift, iter_events
 from scorestream.errors import StackError
 from scorestream.kafka import KafkaSettings, describe_error
+from scorestream.producers.encoding import encoder
 
 
 @dataclass(frozen=True)

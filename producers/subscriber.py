@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from producers.encoding import decoder, iso_millis, parse_time
 from scorestream.errors import DataError
 from scorestream.kafka import KafkaSettings
+from scorestream.producers.encoding import decoder, iso_millis, parse_time
 
 
 @dataclass

@@ -12,8 +12,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from monitoring.settings import MonitorSettings
 from scorestream.kafka import KafkaSettings, ensure_topics, topic_partitions
+from scorestream.monitoring.settings import MonitorSettings
+from scorestream.paths import STATE_ROOT
+from scorestream.progress import Progress
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -27,8 +29,9 @@ class DemoSettings:
 
     events: int = 20_000
     rate: float = 0.0
-    state: Path = Path(".scorestream")
+    state: Path = STATE_ROOT
     port: int = 9092
+    jvm_log_level: str = "ERROR"  # Spark's own messages (WARN with --log-level DEBUG)
     keep: bool = False
     train_rows: int = 30_000
     timeout_s: float = 600.0
@@ -64,14 +67,14 @@ def _end_offsets(kafka: KafkaSettings, topic: str) -> str:
 
 
 def run_demo(settings: DemoSettings) -> int:
-    from models.train import TrainSettings, synthetic_frame, train
-    from producers.generator import SPEC
-    from producers.publisher import ProduceSettings, publish
-    from producers.subscriber import ScoreSummary, iter_scores
-    from scorestream.spark import session
+    from scorestream.contract.synthetic import SPEC
+    from scorestream.models.train import TrainSettings, synthetic_frame, train
+    from scorestream.producers.publisher import ProduceSettings, publish
+    from scorestream.producers.subscriber import ScoreSummary, iter_scores
+    from scorestream.spark import SparkSettings, session
     from scorestream.stack import LocalKafka, StackSettings
-    from streaming.job import Scorer, ScorerSettings
-    from streaming.monitor import ScorerMonitor
+    from scorestream.streaming.job import Scorer, ScorerSettings
+    from scorestream.streaming.monitor import ScorerMonitor
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -91,7 +94,7 @@ def run_demo(settings: DemoSettings) -> int:
         stack.up()
         kafka = stack.kafka
         _say("[2/5] Spark and training the default model ...")
-        spark = session()
+        spark = session(SparkSettings(log_level=settings.jvm_log_level))
         registry = settings.state / "registry"
         seed = int(time.time()) % 1_000_000
         entry = train(
@@ -143,7 +146,7 @@ def run_demo(settings: DemoSettings) -> int:
         prefix = f"evt-{seed}-"
         mine = ScoreSummary()
         last_arrival = t0
-        shown = 0.0
+        line = Progress()
         everything = ScoreSummary()
 
         def finished(_seen: ScoreSummary) -> bool:
@@ -159,26 +162,17 @@ def run_demo(settings: DemoSettings) -> int:
             if str(record.get("event_id", "")).startswith(prefix):
                 mine.add(record, time.time())
                 last_arrival = time.time()
-            now = time.monotonic()
-            if now - shown > 0.25:
-                shown = now
-                print(
-                    f"\r  published {produced['n']}/{settings.events}  scored "
-                    f"{mine.count}/{settings.events}  dead-lettered "
-                    f"{scorer.totals.dead_lettered}",
-                    end="",
-                    file=sys.stderr,
-                    flush=True,
-                )
+            line.update(
+                f"  published {produced['n']}/{settings.events}  scored "
+                f"{mine.count}/{settings.events}  dead-lettered {scorer.totals.dead_lettered}"
+            )
         producer.join(timeout=60)
         if failure:
             raise failure[0]
         elapsed = max(last_arrival - t0, 1e-9)
-        print(
-            f"\r  published {produced['n']}/{settings.events}  scored "
-            f"{mine.count}/{settings.events}  dead-lettered {scorer.totals.dead_lettered}",
-            file=sys.stderr,
-            flush=True,
+        line.done(
+            f"  published {produced['n']}/{settings.events}  scored "
+            f"{mine.count}/{settings.events}  dead-lettered {scorer.totals.dead_lettered}"
         )
         versions = ",".join(f"v{v}" for v in sorted(mine.versions)) or f"v{entry.version}"
         summary = (

@@ -17,5 +17,9 @@ class ModelError(ScorestreamError):
     """A model version is missing, corrupt or does not fit the events."""
 
 
+class DriftError(ScorestreamError):
+    """A reference profile, count vector or drift window has a shape or value we cannot use."""
+
+
 class DataError(ScorestreamError):
     """Training or scoring data does not match its feature spec."""

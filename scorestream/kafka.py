@@ -45,18 +45,19 @@ def parse_option(text: str) -> tuple[str, str]:
 
 
 def read_properties(path: Path) -> dict[str, str]:
-    """Read a Java-style client.properties file (key=value lines, # comments)."""
+    """Read a client.properties file as Java does (java.util.Properties: `key=value`,
+    `key: value` and `key value` lines, `#`/`!` comments, `\\` line continuations and escapes)."""
+    import javaproperties
+
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with path.open(encoding="utf-8") as f:
+            props: dict[str, str] = javaproperties.load(f)
     except OSError as exc:
         msg = f"cannot read Kafka client config {path}: {exc.strerror}"
         raise ConfigError(msg) from exc
-    props: dict[str, str] = {}
-    for line in lines:
-        stripped = line.strip()
-        if stripped and not stripped.startswith(("#", "!")):
-            key, value = parse_option(stripped)
-            props[key] = value.strip()
+    except ValueError as exc:  # a bad \\u escape; the line may hold a secret: never echo it
+        msg = f"cannot parse Kafka client config {path}: {type(exc).__name__}"
+        raise ConfigError(msg) from exc
     return props
 
 

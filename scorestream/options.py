@@ -42,8 +42,9 @@ def add(
             # A secret's value never reaches a message, not even through the parser's error.
             reason = "it is not the expected kind of value" if is_secret(env) else str(exc)
             shown = "***" if is_secret(env) else repr(raw)
-            msg = f"environment variable {env}={shown} is not valid: {reason}"
-            raise SystemExit(msg) from exc
+            # Reported only if the command being run uses it (check_environment), so one bad
+            # variable of one subcommand does not break the others.
+            value = InvalidEnvironment(f"environment variable {env}={shown} is not valid: {reason}")
     shown_default = "***" if is_secret(flag) and default else default
     parser.add_argument(
         flag,
@@ -52,6 +53,24 @@ def add(
         help=f"{help} [env: {env}, default: {shown_default}]",
         **kwargs,
     )
+
+
+class InvalidEnvironment:
+    """The default of an option whose environment variable did not parse."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+    def __repr__(self) -> str:
+        return "<invalid environment value>"
+
+
+def check_environment(args: argparse.Namespace) -> None:
+    """Fail on an invalid environment value of an option the parsed command uses (an option
+    given on the command line replaces it)."""
+    for value in vars(args).values():
+        if isinstance(value, InvalidEnvironment):
+            raise SystemExit(value.message)
 
 
 def positive_int(text: str) -> int:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scorestream import jars
@@ -24,7 +26,9 @@ class SparkSettings:
     # on this machine; the driver's routable host name on a real cluster (or in compose).
     driver_host: str = "127.0.0.1"
     ui: bool = False
-    log_level: str = "WARN"
+    # The JVM's own log level (log4j2): ERROR keeps Spark's and Hadoop's start-up warnings out
+    # of the user's terminal; `--log-level DEBUG` asks for WARN, Spark's default.
+    log_level: str = "ERROR"
     conf: tuple[tuple[str, str], ...] = field(default=())
 
 
@@ -51,12 +55,24 @@ def session(settings: SparkSettings | None = None) -> SparkSession:
         .config("spark.sql.streaming.stopGracefullyOnShutdown", "true")
         .config("spark.sql.adaptive.enabled", "false")
         .config("spark.ui.showConsoleProgress", "false")
+        # Read when pyspark starts the driver JVM, so even start-up messages follow the level.
+        .config("spark.driver.extraJavaOptions", _log_options(s.log_level))
     )
     for key, value in s.conf:
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     spark.sparkContext.setLogLevel(s.log_level)
     return spark
+
+
+def _log_options(level: str) -> str:
+    config = Path(str(resources.files("scorestream") / "log4j2.properties"))
+    return f"-Dlog4j2.configurationFile={config.as_uri()} -Dscorestream.jvm.level={level.lower()}"
+
+
+def jvm_log_level(python_level: str) -> str:
+    """The JVM's log level for scorestream's own: WARN only when DEBUG is asked for."""
+    return "WARN" if python_level.upper() == "DEBUG" else "ERROR"
 
 
 def _python() -> str:

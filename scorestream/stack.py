@@ -19,6 +19,7 @@ from pathlib import Path
 from scorestream import jars
 from scorestream.errors import StackError
 from scorestream.kafka import KafkaSettings, wait_for_metadata
+from scorestream.paths import STATE_ROOT
 
 LOG4J2 = """\
 status = warn
@@ -42,7 +43,7 @@ logger.server.level = INFO
 class StackSettings:
     """How to run the local stack."""
 
-    state_dir: Path = Path(".scorestream/stack")
+    state_dir: Path = STATE_ROOT / "stack"
     port: int = 9092
     brokers: int = 1
     start_timeout_s: float = 90.0

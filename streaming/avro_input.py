@@ -16,17 +16,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.spec import FeatureSpec
 from scorestream.avro import EVENT_SCHEMA, read_schema, schemas_in
+from scorestream.contract.formats import FORMATS
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
-from streaming.validate import SOURCE_COLUMNS, Decoded, Raw, decoded_fields, source_columns
+from scorestream.streaming.validate import (
+    SOURCE_COLUMNS,
+    Decoded,
+    Raw,
+    decoded_fields,
+    source_columns,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
 
 log = logging.getLogger(__name__)
 
-INPUT_FORMATS = ("json", "avro", "confluent-avro")
+INPUT_FORMATS = FORMATS
 HEADER_BYTES = 5
 
 

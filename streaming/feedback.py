@@ -33,16 +33,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from models.registry import Registry
 from scorestream.errors import ConfigError, ModelError
 from scorestream.kafka import KafkaSettings, describe_error
-from streaming.shadow import Compared, ShadowScorer
-from streaming.validate import REASON
+from scorestream.models.registry import Registry
+from scorestream.streaming.shadow import Compared, ShadowScorer
+from scorestream.streaming.validate import REASON
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from streaming.job import BatchStats, Scorer
+    from scorestream.streaming.job import BatchStats, Scorer
 
 log = logging.getLogger(__name__)
 

@@ -12,18 +12,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from models.registry import ModelVersion, Registry, event_fields
+from scorestream.contract.reasons import REASONS
 from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.kafka import KafkaSettings
-from scorestream.tally import Tallied, Tally, tally
-from streaming import preflight
-from streaming.avro_input import (
+from scorestream.models.registry import ModelVersion, Registry, event_fields
+from scorestream.paths import STATE_ROOT
+from scorestream.streaming import preflight
+from scorestream.streaming.avro_input import (
     InputFormat,
     WriterSchemas,
     load_writer_schemas,
     prepare_decoding,
 )
-from streaming.exactly_once import (
+from scorestream.streaming.exactly_once import (
     EXACTLY_ONCE_MAX_OFFSETS,
     Offsets,
     Record,
@@ -32,9 +33,10 @@ from streaming.exactly_once import (
     crash_after,
     query_id,
 )
-from streaming.model_holder import ModelHolder, Probe
-from streaming.scoring import OutputFormat, ScoringPlan, Topics
-from streaming.validate import REASON, REASONS, ValidationSettings
+from scorestream.streaming.model_holder import ModelHolder, Probe
+from scorestream.streaming.scoring import OutputFormat, ScoringPlan, Topics
+from scorestream.streaming.validate import REASON, ValidationSettings
+from scorestream.tally import Tallied, Tally, tally
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -51,7 +53,7 @@ class ScorerSettings:
     input_topic: str = "features"
     output_topic: str = "scores"
     dead_letter_topic: str = ""
-    registry: Path = Path(".scorestream/registry")
+    registry: Path = STATE_ROOT / "registry"
     model: str = "champion"
     checkpoint: Path | None = None
     trigger_interval: str = ""
@@ -93,9 +95,15 @@ class ScorerSettings:
             "output_topic": self.output_topic,
             "dead_letter_topic": self.topics.dead_letter,
             "exactly_once": self.exactly_once,
+            "marker_topic": self.markers if self.exactly_once else "",
             "input_format": self.input_format.kind,
             "output_format": self.output_format.kind,
+            "trigger": "realtime" if self.realtime else "micro-batch",
         }
+
+    @property
+    def realtime(self) -> bool:
+        return self.trigger_interval.strip().lower().startswith("real")
 
     @property
     def topics(self) -> Topics:
@@ -106,7 +114,7 @@ class ScorerSettings:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.checkpoint or Path(".scorestream/checkpoints") / (
+        return self.checkpoint or STATE_ROOT / "checkpoints" / (
             f"{self.input_topic}--{self.output_topic}"
         )
 

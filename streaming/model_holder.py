@@ -15,9 +15,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.registry import ALIASES, ModelVersion, Registry, check_event_schema
-from models.spec import FeatureSpec
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError, ScorestreamError
+from scorestream.models.registry import ALIASES, ModelVersion, Registry, check_event_schema
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel

@@ -23,21 +23,21 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
-from models.registry import Registry
-from monitoring.counting import BinCounter, bucket_index
-from monitoring.drift import DriftWindow, ReferenceProfile, drift_report
-from monitoring.metrics import ScorerMetrics, serve
-from monitoring.settings import MonitorSettings
 from scorestream.errors import ScorestreamError
+from scorestream.models.registry import Registry
+from scorestream.monitoring.counting import BinCounter, bucket_index
+from scorestream.monitoring.drift import DriftWindow, ReferenceProfile, drift_report
+from scorestream.monitoring.metrics import ScorerMetrics, serve
+from scorestream.monitoring.settings import MonitorSettings
+from scorestream.streaming.job import BatchStats
+from scorestream.streaming.validate import REASON
 from scorestream.tally import Tally
-from streaming.job import BatchStats
-from streaming.validate import REASON
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQueryListener
 
-    from streaming.job import Scorer
+    from scorestream.streaming.job import Scorer
 
 log = logging.getLogger(__name__)
 
@@ -238,7 +238,7 @@ class ScorerMonitor:
         """
         from pyspark.sql import functions as F
 
-        from streaming.scoring import SCORED_AT
+        from scorestream.streaming.scoring import SCORED_AT
 
         with self._lock:
             if version != self.reference_version:

@@ -11,9 +11,10 @@ from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, ensure_topics, topic_partitions, wait_for_metadata
 
 MANIFEST = "scorestream.json"
-# What a checkpoint is bound to: a restart with other values would resume the wrong offsets or
-# (exactly-once) compare batch ids against another query's markers.
-BOUND = ("input_topic", "output_topic", "dead_letter_topic", "exactly_once")
+# The manifest records what a checkpoint is bound to (ScorerSettings.bound(): topics, formats,
+# trigger mode, exactly-once and its marker topic): a restart with other values would resume
+# the wrong offsets, write another format under the same offsets, or (exactly-once) compare
+# batch ids against another query's markers. Every recorded key is compared.
 
 
 def check_broker(kafka: KafkaSettings, timeout_s: float) -> None:
@@ -75,10 +76,14 @@ def check_checkpoint(checkpoint: Path, wanted: Mapping[str, Any]) -> None:
         except ValueError as exc:
             msg = f"{manifest} is not valid JSON ({exc}); the checkpoint is damaged"
             raise ConfigError(msg) from exc
+        if not isinstance(saved, dict):
+            msg = f"{manifest} is not a JSON object; the checkpoint is damaged"
+            raise ConfigError(msg)
+        # A key the manifest lacks was not recorded by the version that wrote it: not compared.
         diffs = [
-            f"{k}: checkpoint {saved.get(k)!r}, now {wanted[k]!r}"
-            for k in BOUND
-            if k in saved and saved.get(k) != wanted[k]
+            f"{k}: checkpoint {saved[k]!r}, now {wanted[k]!r}"
+            for k in sorted(wanted)
+            if k in saved and saved[k] != wanted[k]
         ]
         if diffs:
             msg = (

@@ -22,20 +22,20 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.registry import ModelVersion, Registry
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
-from streaming import preflight
-from streaming.avro_input import prepare_decoding
-from streaming.job import kafka_source
-from streaming.scoring import ScoringPlan
+from scorestream.models.registry import ModelVersion, Registry
+from scorestream.streaming import preflight
+from scorestream.streaming.avro_input import prepare_decoding
+from scorestream.streaming.job import kafka_source
+from scorestream.streaming.scoring import ScoringPlan
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-    from streaming.job import ScorerSettings
+    from scorestream.streaming.job import ScorerSettings
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class RealtimeScorer:
         s = self.settings
         writers = None
         if s.input_format.kind != "json":
-            from streaming.avro_input import load_writer_schemas
+            from scorestream.streaming.avro_input import load_writer_schemas
 
             writers = load_writer_schemas(self.spark, s.input_format)
         e, fmt = self.entry, s.input_format
@@ -162,7 +162,7 @@ class RealtimeScorer:
     def preflight(self) -> None:
         s = self.settings
         preflight.check_broker(self.kafka, s.startup_timeout_s)
-        bound = {**s.bound(), "trigger": "realtime"}
+        bound = {**s.bound(), "trigger": "realtime"}  # whatever the interval text says
         preflight.check_checkpoint(s.checkpoint_dir, bound)
         preflight.check_topics(
             self.kafka,

@@ -8,12 +8,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.evaluate import score_column
-from models.spec import FeatureSpec
 from scorestream.avro import SCORE_SCHEMA, read_schema
+from scorestream.contract.formats import FORMATS
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
-from streaming.avro_input import InputFormat, WriterSchemas, decode_avro
-from streaming.validate import (
+from scorestream.models.evaluate import score_column
+from scorestream.streaming.avro_input import InputFormat, WriterSchemas, decode_avro
+from scorestream.streaming.validate import (
     MESSAGE,
     REASON,
     Decoded,
@@ -38,7 +39,7 @@ H_MODEL = "scorestream.model.version"
 SCORED_AT = "_scored_at"
 
 
-OUTPUT_FORMATS = ("json", "avro", "confluent-avro")
+OUTPUT_FORMATS = FORMATS
 
 
 @dataclass(frozen=True)

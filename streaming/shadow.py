@@ -18,22 +18,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.evaluate import score_column
-from models.registry import Registry
-from models.spec import FeatureSpec
-from monitoring.metrics import ScorerMetrics
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError
 from scorestream.kafka import KafkaSettings, ensure_topics
-from streaming.job import BatchStats
-from streaming.model_holder import AliasFollower, Probe
-from streaming.validate import REASON
+from scorestream.models.evaluate import score_column
+from scorestream.models.registry import Registry
+from scorestream.monitoring.metrics import ScorerMetrics
+from scorestream.streaming.job import BatchStats
+from scorestream.streaming.model_holder import AliasFollower, Probe
+from scorestream.streaming.validate import REASON
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame
 
-    from models.registry import ModelVersion
-    from streaming.job import Scorer
+    from scorestream.models.registry import ModelVersion
+    from scorestream.streaming.job import Scorer
 
 log = logging.getLogger(__name__)
 

@@ -10,21 +10,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from models.spec import FeatureSpec
+from scorestream.contract.reasons import (
+    DECODE_ERROR,
+    MISSING_FIELD,
+    NOT_FINITE,
+    OUT_OF_RANGE,
+    TOO_LARGE,
+    WRONG_TYPE,
+)
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
     from pyspark.sql.types import DataType
-
-# Reason codes of dead-letter records, in the order they are checked.
-TOO_LARGE = "TOO_LARGE"
-DECODE_ERROR = "DECODE_ERROR"
-MISSING_FIELD = "MISSING_FIELD"
-WRONG_TYPE = "WRONG_TYPE"
-NOT_FINITE = "NOT_FINITE"
-OUT_OF_RANGE = "OUT_OF_RANGE"
-REASONS = (TOO_LARGE, DECODE_ERROR, MISSING_FIELD, WRONG_TYPE, NOT_FINITE, OUT_OF_RANGE)
 
 # Columns carried from the Kafka source record (prefixed so they never clash with features).
 SOURCE_COLUMNS = {

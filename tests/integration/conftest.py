@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from models.registry import Registry
-from models.train import TrainSettings, synthetic_frame, train
-from producers.generator import SPEC
+from scorestream.contract.synthetic import SPEC
 from scorestream.kafka import KafkaSettings, ensure_topics
+from scorestream.models.registry import Registry
+from scorestream.models.train import TrainSettings, synthetic_frame, train
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
 TopicFactory = Callable[..., str]

@@ -14,10 +14,10 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
-from models.registry import Registry
-from producers.subscriber import consumer
 from scorestream.kafka import KafkaSettings
-from streaming.job import Scorer, ScorerSettings
+from scorestream.models.registry import Registry
+from scorestream.producers.subscriber import consumer
+from scorestream.streaming.job import Scorer, ScorerSettings
 
 EVENT_TIME = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

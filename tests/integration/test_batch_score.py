@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.batch import BatchSettings, batch_score
-from models.registry import Registry
-from producers.generator import SPEC, generate_columns
+from scorestream.contract.synthetic import SPEC, generate_columns
 from scorestream.errors import ConfigError, DataError
+from scorestream.models.batch import BatchSettings, batch_score
+from scorestream.models.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 from streamkit import read
 
-from models.export import export
-from models.registry import Registry
-from models.scorer import CoefficientScorer
-from producers.generator import iter_events
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
+from scorestream.models.export import export
+from scorestream.models.registry import Registry
+from scorestream.models.scorer import CoefficientScorer
 
 EVENTS = 300
 # benchmarks/ is a folder of the repository, not an installed package.
@@ -64,7 +64,7 @@ def test_bench_smoke(
 
     card = _card(spark, trained_registry, tmp_path / "card.json")
     results, summary = tmp_path / "results", tmp_path / "BENCHMARKS.md"
-    contenders = ["peer-b", "peer-a", "scorer-json"]
+    contenders = ["peer-b", "peer-a", "scorer-json", "spark-json"]
     code = main(
         [
             "--events", str(EVENTS),
@@ -111,7 +111,8 @@ def test_bench_smoke(
     assert math.isfinite(s["scorer-json"]["ratio_vs_peer_a"]["median"])
     assert all(e["all_scored"] for e in s.values())
     assert {t["status"] for t in result["targets"]} <= {"met", "missed", "not measured"}
-    assert len(result["targets"]) == 6
+    assert len(result["targets"]) == 8
+    assert math.isfinite(s["scorer-json"]["ratio_vs_spark_json"]["median"])
 
     # Peer A and the scorer gave the same events the same scores (same model, two engines).
     run_id = result["settings"]["run_id"]
@@ -119,6 +120,13 @@ def test_bench_smoke(
     peer_scores = _scores(kafka, f"bench-{run_id}-peer-a-tp1-out", EVENTS)
     assert spark_scores.keys() == peer_scores.keys() and len(spark_scores) == EVENTS
     assert max(abs(spark_scores[k] - peer_scores[k]) for k in spark_scores) <= 1e-9
+    # Spark's floor moved every event through parse and encode, its id and time intact.
+    floor = {
+        json.loads(m.value())["event_id"]: json.loads(m.value())
+        for m in read(kafka, f"bench-{run_id}-spark-json-tp1-out", EVENTS, timeout_s=60)
+    }
+    assert floor.keys() == spark_scores.keys()
+    assert all(str(v["event_time"]).startswith("20") for v in floor.values())
 
     text = summary.read_text()
     assert "python -m benchmarks --events 300" in text and "| peer-a" in text

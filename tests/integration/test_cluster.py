@@ -18,13 +18,13 @@ from typing import Any
 
 import pytest
 
-from models.registry import Registry
-from producers.generator import iter_events
-from producers.publisher import ProduceSettings, publish
-from producers.subscriber import consumer
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings, ensure_topics, wait_for_metadata
+from scorestream.models.registry import Registry
+from scorestream.producers.publisher import ProduceSettings, publish
+from scorestream.producers.subscriber import consumer
 from scorestream.stack import LocalKafka, StackSettings, free_port_block, pid_alive
-from streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer, ScorerSettings
 
 EVENTS = 50_000
 RATE = 2_500.0  # events/s: a 20 s stream, long enough to lose and regain a broker inside it

@@ -24,12 +24,12 @@ from typing import Any
 import pytest
 from streamkit import EVENT_TIME, kill_group, read_ids, scorer_process, wait_for
 
-from models.registry import Registry
-from producers.generator import iter_events
-from producers.publisher import ProduceSettings, publish
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
-from streaming.exactly_once import CRASH_EXIT_CODE
-from streaming.job import Scorer, ScorerSettings
+from scorestream.models.registry import Registry
+from scorestream.producers.publisher import ProduceSettings, publish
+from scorestream.streaming.exactly_once import CRASH_EXIT_CODE
+from scorestream.streaming.job import Scorer, ScorerSettings
 
 
 def _events(n: int, seed: int, first: int = 0) -> list[dict[str, Any]]:
@@ -104,7 +104,7 @@ def test_restoring_an_older_checkpoint_publishes_what_was_not_published(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streaming.job")
+    caplog.set_level(logging.INFO, logger="scorestream.streaming.job")
     source, output = topic_factory("eo-restore-in"), topic_factory("eo-restore-out")
     checkpoint, saved = tmp_path / "checkpoint", tmp_path / "saved-checkpoint"
     settings = ScorerSettings(

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 from streamkit import EVENT_TIME, kill_group, read_ids, scorer_process
 
-from models.registry import Registry
-from producers.generator import iter_events
-from producers.publisher import ProduceSettings, publish
-from producers.subscriber import consumer
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
+from scorestream.models.registry import Registry
+from scorestream.producers.publisher import ProduceSettings, publish
+from scorestream.producers.subscriber import consumer
 
 EVENTS = 20_000
 BATCH = 2_500

@@ -11,7 +11,7 @@ from streamkit import read_quiet
 
 from scorestream.errors import StackError
 from scorestream.kafka import KafkaSettings, ensure_topics
-from streaming.exactly_once import TransactionalSink
+from scorestream.streaming.exactly_once import TransactionalSink
 
 
 def _records(topic: str, batch: int, n: int) -> list[Any]:

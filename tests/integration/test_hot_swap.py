@@ -24,16 +24,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 from streamkit import EVENT_TIME, clone_version, headers, read_quiet
 
-from models.registry import Registry
-from monitoring.metrics import ScorerMetrics
-from monitoring.settings import MonitorSettings
-from producers.encoding import encode_json
-from producers.generator import iter_events
-from producers.publisher import Publisher
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
-from streaming.job import Scorer, ScorerSettings
-from streaming.model_holder import ModelHolder
-from streaming.monitor import ScorerMonitor
+from scorestream.models.registry import Registry
+from scorestream.monitoring.metrics import ScorerMetrics
+from scorestream.monitoring.settings import MonitorSettings
+from scorestream.producers.encoding import encode_json
+from scorestream.producers.publisher import Publisher
+from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.model_holder import ModelHolder
+from scorestream.streaming.monitor import ScorerMonitor
 
 N = 3_000
 RATE = 250.0  # events per second: about 12 s of stream, many small batches
@@ -66,7 +66,7 @@ def test_promotion_during_a_live_stream_switches_at_a_batch_boundary(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streaming.model_holder")
+    caplog.set_level(logging.INFO, logger="scorestream.streaming.model_holder")
     registry = Registry(shutil.copytree(trained_registry.root, tmp_path / "registry"))
     v1 = registry.resolve("champion")
     corrupt = clone_version(registry, v1)

@@ -23,22 +23,22 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 from streamkit import EVENT_TIME, clone_version, read_quiet, wait_for
 
-from models.registry import Registry
-from monitoring.metrics import ScorerMetrics
-from monitoring.settings import MonitorSettings
-from producers.generator import iter_events
-from producers.publisher import ProduceSettings, publish
 from scorestream.cli import build_parser
+from scorestream.cli import operations as ops
+from scorestream.cli.streaming import scorer_settings
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings, topic_partitions
+from scorestream.models.registry import Registry
+from scorestream.monitoring.metrics import ScorerMetrics
+from scorestream.monitoring.settings import MonitorSettings
+from scorestream.producers.publisher import ProduceSettings, publish
+from scorestream.streaming.avro_input import InputFormat
+from scorestream.streaming.job import BatchStats, Scorer, ScorerSettings
+from scorestream.streaming.monitor import ScorerMonitor
+from scorestream.streaming.realtime import RealtimeScorer
+from scorestream.streaming.shadow import ShadowScorer, ShadowSettings
+from scorestream.streaming.validate import ValidationSettings
 from scorestream.tally import Tally
-from streaming import operations as ops
-from streaming.avro_input import InputFormat
-from streaming.cli import scorer_settings
-from streaming.job import BatchStats, Scorer, ScorerSettings
-from streaming.monitor import ScorerMonitor
-from streaming.realtime import RealtimeScorer
-from streaming.shadow import ShadowScorer, ShadowSettings
-from streaming.validate import ValidationSettings
 
 N = 1_500
 

@@ -25,16 +25,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 from streamkit import EVENT_TIME, clone_version, headers, read_quiet, wait_for
 
-from models.registry import Registry
-from monitoring.metrics import ScorerMetrics
-from monitoring.settings import MonitorSettings
-from producers.generator import iter_events
-from producers.publisher import ProduceSettings, publish
+from scorestream.contract.synthetic import iter_events
 from scorestream.errors import ModelError
 from scorestream.kafka import KafkaSettings
-from streaming.job import BatchStats, Scorer, ScorerSettings
-from streaming.model_holder import ModelHolder
-from streaming.monitor import ScorerMonitor
+from scorestream.models.registry import Registry
+from scorestream.monitoring.metrics import ScorerMetrics
+from scorestream.monitoring.settings import MonitorSettings
+from scorestream.producers.publisher import ProduceSettings, publish
+from scorestream.streaming.job import BatchStats, Scorer, ScorerSettings
+from scorestream.streaming.model_holder import ModelHolder
+from scorestream.streaming.monitor import ScorerMonitor
 
 N = 4_000
 
@@ -84,7 +84,7 @@ def test_bad_models_never_stop_the_scorer_and_the_old_version_keeps_serving(
     tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="streaming.model_holder")
+    caplog.set_level(logging.INFO, logger="scorestream.streaming.model_holder")
     registry = Registry(shutil.copytree(trained_registry.root, tmp_path / "registry"))
     v1 = registry.resolve("champion")
     spec = registry.get(v1).metadata["feature_spec"]

@@ -12,14 +12,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.evaluate import score_column
-from models.export import export
-from models.export_onnx import export_onnx, onnx_scores
-from models.export_pmml import pmml_scores
-from models.registry import ModelVersion, Registry
-from models.scorer import CoefficientScorer
-from producers.generator import SPEC, generate_columns
+from scorestream.contract.synthetic import SPEC, generate_columns
 from scorestream.errors import ModelError
+from scorestream.models.evaluate import score_column
+from scorestream.models.export import export
+from scorestream.models.export_onnx import export_onnx, onnx_scores
+from scorestream.models.export_pmml import pmml_scores
+from scorestream.models.registry import ModelVersion, Registry
+from scorestream.models.scorer import CoefficientScorer
 
 REPO = Path(__file__).resolve().parents[2]
 ROWS = 2000

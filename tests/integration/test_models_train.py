@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from models.registry import Registry
-from monitoring.reference import ReferenceProfile
 from scorestream.cli import main
+from scorestream.models.registry import Registry
+from scorestream.monitoring.reference import ReferenceProfile
 
 SPEC = """
 label = "churned"

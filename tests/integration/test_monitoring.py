@@ -36,16 +36,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from scipy.spatial.distance import jensenshannon
 from streamkit import clone_version
 
-from models.registry import Registry
-from monitoring.dashboard import DASHBOARD, RULES, dashboard_exprs, rule_exprs
-from monitoring.metrics import ScorerMetrics
-from monitoring.settings import MonitorSettings
-from producers.generator import SPEC, Drift, iter_events
-from producers.publisher import ProduceSettings, Publisher, publish
-from producers.subscriber import consumer
+from scorestream.contract.synthetic import SPEC, Drift, iter_events
 from scorestream.kafka import KafkaSettings, ensure_topics
-from streaming.job import Scorer, ScorerSettings
-from streaming.monitor import ScorerMonitor
+from scorestream.models.registry import Registry
+from scorestream.monitoring.dashboard import DASHBOARD, RULES, dashboard_exprs, rule_exprs
+from scorestream.monitoring.metrics import ScorerMetrics
+from scorestream.monitoring.settings import MonitorSettings
+from scorestream.producers.publisher import ProduceSettings, Publisher, publish
+from scorestream.producers.subscriber import consumer
+from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.monitor import ScorerMonitor
 
 WINDOW = 5_000
 DRIFT_AFTER = 5_000

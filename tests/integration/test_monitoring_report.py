@@ -9,9 +9,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from models.registry import Registry
-from producers.generator import SPEC, Drift, iter_events
 from scorestream.cli import main
+from scorestream.contract.synthetic import SPEC, Drift, iter_events
+from scorestream.models.registry import Registry
 
 
 def _rows(out: str) -> dict[str, tuple[str, float, float, str]]:

@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 from streamkit import EVENT_TIME, headers, read, running, wait_for
 
-from models.registry import Registry
-from producers.encoding import encode_json
-from producers.generator import iter_events
-from producers.publisher import Publisher
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
-from streaming.job import ScorerSettings
-from streaming.realtime import RealtimeScorer, RealtimeSettings
+from scorestream.models.registry import Registry
+from scorestream.producers.encoding import encode_json
+from scorestream.producers.publisher import Publisher
+from scorestream.streaming.job import ScorerSettings
+from scorestream.streaming.realtime import RealtimeScorer, RealtimeSettings
 
 N_GOOD = 1_500
 BAD = [b"not json", b"{", json.dumps({"event_id": "no-time", "amount": 1.0}).encode()]
@@ -170,7 +170,7 @@ def _measure(
         scorer = RealtimeScorer(spark, kafka, settings, RealtimeSettings("5 seconds"))
         scorer.start()
     else:
-        from streaming.job import Scorer
+        from scorestream.streaming.job import Scorer
 
         scorer = Scorer(spark, kafka, settings)
         scorer.start()

@@ -24,14 +24,14 @@ from typing import Any
 import pytest
 from streamkit import EVENT_TIME, read, wait_for
 
-from models.registry import Registry
-from producers.encoding import encode_json
-from producers.generator import iter_events
-from producers.publisher import Publisher
+from scorestream.contract.synthetic import iter_events
 from scorestream.errors import StackError
 from scorestream.kafka import KafkaSettings, ensure_topics, wait_for_metadata
+from scorestream.models.registry import Registry
+from scorestream.producers.encoding import encode_json
+from scorestream.producers.publisher import Publisher
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
-from streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer, ScorerSettings
 
 USER, PASSWORD = "scorer", "pl41n-S3cret-7c1f"
 SCRAM_USER, SCRAM_PASSWORD = "scrammer", "scr4m-S3cret-9d2e"

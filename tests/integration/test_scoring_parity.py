@@ -9,12 +9,12 @@ from typing import Any
 import pandas as pd
 from streamkit import EVENT_TIME, read, running
 
-from models.evaluate import score_column
-from models.registry import Registry
-from producers.generator import SPEC, iter_events
-from producers.publisher import ProduceSettings, publish
+from scorestream.contract.synthetic import SPEC, iter_events
 from scorestream.kafka import KafkaSettings
-from streaming.job import ScorerSettings
+from scorestream.models.evaluate import score_column
+from scorestream.models.registry import Registry
+from scorestream.producers.publisher import ProduceSettings, publish
+from scorestream.streaming.job import ScorerSettings
 
 
 def _events(n: int) -> list[dict[str, Any]]:

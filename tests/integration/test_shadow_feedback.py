@@ -27,17 +27,17 @@ import pytest
 from prometheus_client import CollectorRegistry
 from streamkit import EVENT_TIME, read_quiet
 
-from models.evaluate import score_column
-from models.registry import Registry
-from models.train import TrainSettings, train
-from monitoring.metrics import ScorerMetrics
-from producers.encoding import encode_json
-from producers.generator import SPEC, generate_columns
-from producers.publisher import Publisher
+from scorestream.contract.synthetic import SPEC, generate_columns
 from scorestream.kafka import KafkaSettings
-from streaming.feedback import FeedbackLoop, FeedbackSettings
-from streaming.job import Scorer, ScorerSettings
-from streaming.shadow import ShadowScorer, ShadowSettings
+from scorestream.models.evaluate import score_column
+from scorestream.models.registry import Registry
+from scorestream.models.train import TrainSettings, train
+from scorestream.monitoring.metrics import ScorerMetrics
+from scorestream.producers.encoding import encode_json
+from scorestream.producers.publisher import Publisher
+from scorestream.streaming.feedback import FeedbackLoop, FeedbackSettings
+from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.shadow import ShadowScorer, ShadowSettings
 
 CHUNK = 500
 CHUNKS = 8

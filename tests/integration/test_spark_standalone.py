@@ -22,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from models.registry import Registry
-from producers.generator import iter_events
-from producers.publisher import Publisher
-from producers.subscriber import consumer
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
-from streaming.job import Scorer, ScorerSettings
+from scorestream.models.registry import Registry
+from scorestream.producers.publisher import Publisher
+from scorestream.producers.subscriber import consumer
+from scorestream.streaming.job import Scorer, ScorerSettings
 
 EVENTS = 3_000
 BAD = [b"not json at all", b'{"event_id": "x-1", "amount": "lots"}', b""]

@@ -9,16 +9,16 @@ from typing import Any
 
 from streamkit import EVENT_TIME, headers, read, running, wait_for
 
-from models.registry import Registry
-from producers.encoding import decoder
-from producers.generator import iter_events
-from producers.publisher import ProduceSettings, Publisher, publish
 from scorestream.avro import EVENT_SCHEMA, avro_encoder, read_schema
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
-from streaming.avro_input import InputFormat
-from streaming.job import ScorerSettings
-from streaming.scoring import OutputFormat
-from streaming.validate import ValidationSettings
+from scorestream.models.registry import Registry
+from scorestream.producers.encoding import decoder
+from scorestream.producers.publisher import ProduceSettings, Publisher, publish
+from scorestream.streaming.avro_input import InputFormat
+from scorestream.streaming.job import ScorerSettings
+from scorestream.streaming.scoring import OutputFormat
+from scorestream.streaming.validate import ValidationSettings
 
 
 def _events(n: int, seed: int) -> list[dict[str, Any]]:

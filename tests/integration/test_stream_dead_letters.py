@@ -11,13 +11,14 @@ from typing import Any
 
 from streamkit import EVENT_TIME, headers, read, running, wait_for
 
-from models.registry import Registry
-from producers.encoding import encode_json
-from producers.generator import iter_events
-from producers.publisher import Publisher
+from scorestream.contract.reasons import REASONS
+from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
-from streaming.job import ScorerSettings
-from streaming.validate import REASONS, ValidationSettings
+from scorestream.models.registry import Registry
+from scorestream.producers.encoding import encode_json
+from scorestream.producers.publisher import Publisher
+from scorestream.streaming.job import ScorerSettings
+from scorestream.streaming.validate import ValidationSettings
 
 PER_REASON = 25
 

@@ -8,16 +8,17 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models.registry import Registry
-from producers.generator import iter_events
 from scorestream.avro import EVENT_SCHEMA, avro_encoder
-from streaming.avro_input import (
+from scorestream.contract.reasons import REASONS
+from scorestream.contract.synthetic import iter_events
+from scorestream.models.registry import Registry
+from scorestream.streaming.avro_input import (
     InputFormat,
     limit_decoder_allocations,
     load_writer_schemas,
 )
-from streaming.scoring import ScoringPlan
-from streaming.validate import REASON, REASONS, ValidationSettings
+from scorestream.streaming.scoring import ScoringPlan
+from scorestream.streaming.validate import REASON, ValidationSettings
 
 HEADER = b"\x00\x00\x00\x00\x01"
 EVENT = next(iter(iter_events(1, seed=3))) | {"event_time": 1_767_225_600_000}

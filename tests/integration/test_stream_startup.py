@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from streamkit import EVENT_TIME, running, wait_for
 
-from models.registry import Registry
-from producers.generator import iter_events
-from producers.publisher import ProduceSettings, publish
+from scorestream.contract.synthetic import iter_events
 from scorestream.errors import ConfigError, ModelError, StackError
 from scorestream.kafka import KafkaSettings, topic_partitions
-from streaming.job import Scorer, ScorerSettings
+from scorestream.models.registry import Registry
+from scorestream.producers.publisher import ProduceSettings, publish
+from scorestream.streaming.job import Scorer, ScorerSettings
 
 
 def _free_port() -> int:

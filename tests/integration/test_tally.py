@@ -12,11 +12,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from models.profile import bin_counts, category_bin, numeric_bin
-from monitoring.counting import BinCounter
-from monitoring.reference import SCORE_KEY, CategoricalReference, NumericReference
-from monitoring.reference import ReferenceProfile as Profile
+from scorestream.contract.bins import category_bin, numeric_bin
 from scorestream.errors import ScorestreamError
+from scorestream.models.profile import bin_counts
+from scorestream.monitoring.counting import BinCounter
+from scorestream.monitoring.reference import SCORE_KEY, CategoricalReference, NumericReference
+from scorestream.monitoring.reference import ReferenceProfile as Profile
 from scorestream.tally import Tally, tally
 
 N = 5_000

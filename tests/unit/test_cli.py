@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 
@@ -58,31 +59,52 @@ def test_environment_supplies_defaults_and_bad_values_are_named() -> None:
     )
     assert parser.parse_args([]).count == 12
     assert parser.parse_args(["--count", "3"]).count == 3
+    bad = argparse.ArgumentParser()
+    opt.add(
+        bad,
+        "--count",
+        env="X_COUNT",
+        default=5,
+        type=opt.positive_int,
+        help="n",
+        environ={"X_COUNT": "zero"},
+    )
     with pytest.raises(SystemExit, match=r"X_COUNT='zero' is not valid: expected a positive"):
-        opt.add(
-            argparse.ArgumentParser(),
-            "--count",
-            env="X_COUNT",
-            default=5,
-            type=opt.positive_int,
-            help="n",
-            environ={"X_COUNT": "zero"},
-        )
+        opt.check_environment(bad.parse_args([]))
+    # The flag given on the command line replaces the bad environment value.
+    given = bad.parse_args(["--count", "4"])
+    opt.check_environment(given)
+    assert given.count == 4
 
 
 def test_secret_environment_values_are_never_echoed() -> None:
+    parser = argparse.ArgumentParser()
+    opt.add(
+        parser,
+        "--sasl-password",
+        env="X_SASL_PASSWORD",
+        default="",
+        type=opt.positive_int,
+        help="pw",
+        environ={"X_SASL_PASSWORD": "hunter2"},
+    )
     with pytest.raises(SystemExit) as done:
-        opt.add(
-            argparse.ArgumentParser(),
-            "--sasl-password",
-            env="X_SASL_PASSWORD",
-            default="",
-            type=opt.positive_int,
-            help="pw",
-            environ={"X_SASL_PASSWORD": "hunter2"},
-        )
+        opt.check_environment(parser.parse_args([]))
     assert "hunter2" not in str(done.value)
     assert "***" in str(done.value)
+
+
+def test_a_bad_variable_of_one_subcommand_breaks_only_that_subcommand(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SCORESTREAM_STACK_PORT", "abc")
+    # `models list` does not read the variable: it runs (an empty registry lists nothing).
+    assert main(["models", "list", "--registry", str(tmp_path / "registry")]) == 0
+    out = capsys.readouterr()
+    assert "no model versions in" in out.out
+    assert "SCORESTREAM_STACK_PORT" not in out.err
+    with pytest.raises(SystemExit, match=r"SCORESTREAM_STACK_PORT='abc' is not valid"):
+        main(["demo"])
 
 
 @pytest.mark.parametrize(

@@ -13,9 +13,15 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring.dashboard import DASHBOARD, RULES, dashboard_exprs, iter_panels, rule_exprs
-from monitoring.drift import DriftWindow, ReferenceProfile, drift_report
-from monitoring.metrics import ScorerMetrics
+from scorestream.monitoring.dashboard import (
+    DASHBOARD,
+    RULES,
+    dashboard_exprs,
+    iter_panels,
+    rule_exprs,
+)
+from scorestream.monitoring.drift import DriftWindow, ReferenceProfile, drift_report
+from scorestream.monitoring.metrics import ScorerMetrics
 
 pytestmark = pytest.mark.unit
 

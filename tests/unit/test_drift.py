@@ -9,7 +9,8 @@ import pytest
 from scipy.spatial.distance import jensenshannon
 from scipy.special import rel_entr
 
-from monitoring.drift import (
+from scorestream.errors import DriftError, ScorestreamError
+from scorestream.monitoring.drift import (
     EPSILON,
     MISSING,
     PREDICTION,
@@ -24,8 +25,6 @@ from monitoring.drift import (
     js_distance,
     psi,
 )
-from monitoring.errors import DriftError
-from scorestream.errors import ScorestreamError
 
 pytestmark = pytest.mark.unit
 

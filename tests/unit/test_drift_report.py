@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from monitoring.drift import DriftWindow, build_profile_numpy, drift_report
-from monitoring.report import band, bin_labels, write_report
+from scorestream.monitoring.drift import DriftWindow, build_profile_numpy, drift_report
+from scorestream.monitoring.report import band, bin_labels, write_report
 
 pytestmark = pytest.mark.unit
 

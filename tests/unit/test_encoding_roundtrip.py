@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from producers.encoding import decode_json, decoder, encode_json, encoder, parse_time
 from scorestream.avro import (
     EVENT_SCHEMA,
     SCORE_SCHEMA,
@@ -22,6 +21,7 @@ from scorestream.avro import (
     unframe,
 )
 from scorestream.errors import ConfigError, DataError
+from scorestream.producers.encoding import decode_json, decoder, encode_json, encoder, parse_time
 
 NUMERIC = (
     "amount",

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 
 from scorestream.errors import ScorestreamError
-from streaming.exactly_once import (
+from scorestream.streaming.exactly_once import (
     EXACTLY_ONCE_MAX_OFFSETS,
     advance,
     batch_offsets,
     coverage,
 )
-from streaming.job import ScorerSettings
+from scorestream.streaming.job import ScorerSettings
 
 
 def test_batch_offsets_read_from_sparks_offset_log(tmp_path: Path) -> None:

@@ -10,9 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models.registry import Registry
 from scorestream.errors import ConfigError
-from streaming.feedback import FeedbackLoop, FeedbackSettings, log_loss, parse_label, roc_auc
+from scorestream.models.registry import Registry
+from scorestream.streaming.feedback import (
+    FeedbackLoop,
+    FeedbackSettings,
+    log_loss,
+    parse_label,
+    roc_auc,
+)
 
 
 def _brute_auc(labels: np.ndarray, scores: np.ndarray) -> float:

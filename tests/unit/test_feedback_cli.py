@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from scorestream.cli import build_parser, main
+from scorestream.cli import operations as ops
+from scorestream.cli.streaming import scorer_settings
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings
-from streaming import operations as ops
-from streaming.cli import scorer_settings
-from streaming.feedback import FeedbackLoop
-from streaming.shadow import ShadowScorer
+from scorestream.streaming.feedback import FeedbackLoop
+from scorestream.streaming.shadow import ShadowScorer
 
 
 def _args(*argv: str) -> object:

@@ -6,8 +6,8 @@ import itertools
 
 import numpy as np
 
-from producers.encoding import encode_json, iso_millis, parse_time
-from producers.generator import SPEC, Drift, generate_columns, iter_events
+from scorestream.contract.synthetic import SPEC, Drift, generate_columns, iter_events
+from scorestream.producers.encoding import encode_json, iso_millis, parse_time
 
 
 def test_same_seed_same_events_different_seed_different_events() -> None:

@@ -24,6 +24,29 @@ def test_options_file_then_flags_win(tmp_path: Path) -> None:
     assert s.options["security.protocol"] == "SASL_PLAINTEXT"
 
 
+def test_properties_file_is_read_as_java_reads_it(tmp_path: Path) -> None:
+    props = tmp_path / "client.properties"
+    props.write_text(
+        "! another comment style\n"
+        "security.protocol: SASL_SSL\n"  # `key: value` and `key value` are valid Java lines
+        "sasl.mechanism PLAIN\n"
+        "sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required \\\n"
+        '    username="alice" \\\n'
+        '    password="s3cr=t";\n'
+        "ssl.truststore.location=/etc/kafka/trust\\u0073tore.jks\n",
+        encoding="utf-8",
+    )
+    s = KafkaSettings.build("127.0.0.1:9092", str(props), [])
+    assert s.options == {
+        "security.protocol": "SASL_SSL",
+        "sasl.mechanism": "PLAIN",
+        "sasl.jaas.config": "org.apache.kafka.common.security.plain.PlainLoginModule required "
+        'username="alice" password="s3cr=t";',
+        "ssl.truststore.location": "/etc/kafka/truststore.jks",
+    }  # no bogus `username`/`password` keys from the continued lines
+    assert "s3cr=t" not in repr(s)
+
+
 def test_sasl_credentials_become_jaas_for_spark_and_stay_native_for_librdkafka() -> None:
     s = KafkaSettings(
         "h:9093",

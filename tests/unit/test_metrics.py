@@ -11,9 +11,14 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring.drift import DriftWindow, build_profile_numpy, drift_report
-from monitoring.errors import MetricsError
-from monitoring.metrics import DEAD_LETTER_REASONS, LATENCY_BUCKETS, ScorerMetrics, serve
+from scorestream.monitoring.drift import DriftWindow, build_profile_numpy, drift_report
+from scorestream.monitoring.errors import MetricsError
+from scorestream.monitoring.metrics import (
+    DEAD_LETTER_REASONS,
+    LATENCY_BUCKETS,
+    ScorerMetrics,
+    serve,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -11,20 +11,16 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitoring.cli import metrics_args, monitor_settings, port_number
-from monitoring.errors import MetricsError
-from monitoring.histogram import BulkHistogram
-from monitoring.metrics import DEAD_LETTER_REASONS, ScorerMetrics, serve
-from monitoring.settings import MonitorSettings
+from scorestream.cli.monitoring import metrics_args, monitor_settings, port_number
+from scorestream.contract.reasons import REASONS
 from scorestream.errors import ConfigError
-from streaming.monitor import offsets_behind_latest
-from streaming.validate import REASONS
+from scorestream.monitoring.errors import MetricsError
+from scorestream.monitoring.histogram import BulkHistogram
+from scorestream.monitoring.metrics import ScorerMetrics, serve
+from scorestream.monitoring.settings import MonitorSettings
+from scorestream.streaming.monitor import offsets_behind_latest
 
 pytestmark = pytest.mark.unit
-
-
-def test_every_validator_reason_is_an_exported_label_value() -> None:
-    assert set(REASONS) <= set(DEAD_LETTER_REASONS)
 
 
 def test_observe_counts_equals_observe_many() -> None:
@@ -123,8 +119,8 @@ def test_a_taken_port_is_a_clear_error() -> None:
 
 def test_batch_counts_by_reason_add_up_and_a_foreign_reason_fails_loudly() -> None:
     from scorestream.errors import ScorestreamError
+    from scorestream.streaming.job import REASONS_TALLY, by_reason
     from scorestream.tally import Tallied
-    from streaming.job import REASONS_TALLY, by_reason
 
     keys = {0: 7, 1 + REASONS.index("DECODE_ERROR"): 2, 1 + REASONS.index("OUT_OF_RANGE"): 1}
     assert by_reason(Tallied({REASONS_TALLY: keys}, {})) == {

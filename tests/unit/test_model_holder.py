@@ -6,10 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from models.registry import ModelVersion
-from producers.generator import SPEC
+from scorestream.contract.synthetic import SPEC
 from scorestream.errors import ModelError
-from streaming.model_holder import AliasFollower, first_line
+from scorestream.models.registry import ModelVersion
+from scorestream.streaming.model_holder import AliasFollower, first_line
 
 
 class FakeRegistry:

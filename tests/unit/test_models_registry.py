@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from models.registry import Registry, check_event_schema, event_fields
-from models.spec import FeatureSpec
-from producers.generator import SPEC
+from scorestream.contract.spec import FeatureSpec
+from scorestream.contract.synthetic import SPEC
 from scorestream.errors import ModelError
+from scorestream.models.registry import Registry, check_event_schema, event_fields
 from scorestream.paths import SCHEMAS_DIR
 
 STAGES = ["Imputer_1", "StringIndexer_2", "LogisticRegression_3"]
@@ -109,7 +109,7 @@ def test_readers_never_see_a_half_written_version_or_alias(tmp_path: Path) -> No
 
 READER = """
 import sys, time
-from models.registry import Registry
+from scorestream.models.registry import Registry
 reg = Registry(sys.argv[1])
 seen = set()
 deadline = time.monotonic() + float(sys.argv[2])

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from models.scorer import CardError, CoefficientScorer, _one_hot
-from models.spec import FeatureSpec
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
+from scorestream.models.scorer import CardError, CoefficientScorer, _one_hot
 
 TOML = """
 label = "churned"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from monitoring.dashboard import rule_exprs
+from scorestream.monitoring.dashboard import rule_exprs
 
 pytestmark = pytest.mark.unit
 

@@ -9,15 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scorestream import options as opt
-from scorestream.cli_common import Command, registry_arg, spark_args, spark_session
+from scorestream.cli.common import Command, registry_arg, spark_args, spark_session
 from scorestream.errors import ConfigError, ScorestreamError
 
 if TYPE_CHECKING:
-    from models.spec import FeatureSpec
+    from scorestream.contract.spec import FeatureSpec
 
 
 def _spec(args: argparse.Namespace) -> FeatureSpec:
-    from models.spec import FeatureSpec
+    from scorestream.contract.spec import FeatureSpec
 
     if args.spec:
         return FeatureSpec.load(Path(args.spec))
@@ -27,11 +27,11 @@ def _spec(args: argparse.Namespace) -> FeatureSpec:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from models.data import fingerprint, load_training_data
-    from models.evaluate import format_metrics
-    from models.pipeline import EstimatorSettings
-    from models.train import TrainSettings, synthetic_frame, train
-    from producers.generator import SPEC
+    from scorestream.contract.synthetic import SPEC
+    from scorestream.models.data import fingerprint, load_training_data
+    from scorestream.models.evaluate import format_metrics
+    from scorestream.models.pipeline import EstimatorSettings
+    from scorestream.models.train import TrainSettings, synthetic_frame, train
 
     estimator = EstimatorSettings(
         kind=args.estimator,
@@ -74,8 +74,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_batch_score(args: argparse.Namespace) -> int:
-    from models.batch import BatchSettings, batch_score
-    from models.registry import Registry
+    from scorestream.models.batch import BatchSettings, batch_score
+    from scorestream.models.registry import Registry
 
     settings = BatchSettings(
         input=args.input,
@@ -117,8 +117,8 @@ def cmd_batch_score(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from models.export import check_format, export
-    from models.registry import Registry
+    from scorestream.models.export import check_format, export
+    from scorestream.models.registry import Registry
 
     check_format(args.format)
     reg = Registry(args.registry)
@@ -126,7 +126,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     spark = None
     conf: tuple[tuple[str, str], ...] = ()
     if args.format == "pmml":
-        from models.export_pmml import spark_conf
+        from scorestream.models.export_pmml import spark_conf
 
         conf = spark_conf()
     spark = spark_session(args, "scorestream-export", conf)
@@ -137,7 +137,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from models.registry import Registry
+    from scorestream.models.registry import Registry
 
     reg = Registry(args.registry)
     if args.action == "list":

@@ -13,19 +13,24 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from models.registry import Registry
-from monitoring.metrics import ScorerMetrics
 from scorestream import options as opt
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings
-from streaming.feedback import METRICS, FeedbackLoop, FeedbackSettings
-from streaming.realtime import TRIGGER_NAMES, RealtimeScorer, RealtimeSettings, check_settings
-from streaming.shadow import ShadowScorer, ShadowSettings
+from scorestream.models.registry import Registry
+from scorestream.monitoring.metrics import ScorerMetrics
+from scorestream.streaming.feedback import METRICS, FeedbackLoop, FeedbackSettings
+from scorestream.streaming.realtime import (
+    TRIGGER_NAMES,
+    RealtimeScorer,
+    RealtimeSettings,
+    check_settings,
+)
+from scorestream.streaming.shadow import ShadowScorer, ShadowSettings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
-    from streaming.job import BatchListener, Scorer, ScorerSettings
+    from scorestream.streaming.job import BatchListener, Scorer, ScorerSettings
 
 
 def operations_args(p: argparse.ArgumentParser) -> None:

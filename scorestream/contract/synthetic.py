@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from models.spec import FeatureSpec, NumericFeature
+from scorestream.contract.spec import FeatureSpec, NumericFeature
 
 CATEGORIES = (
     "grocery",

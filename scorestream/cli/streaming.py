@@ -10,10 +10,10 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from monitoring.cli import metrics_args, monitor_settings
 from scorestream import options as opt
 from scorestream.avro import EVENT_SCHEMA
-from scorestream.cli_common import (
+from scorestream.cli import operations as ops
+from scorestream.cli.common import (
     Command,
     kafka_args,
     kafka_settings,
@@ -21,14 +21,14 @@ from scorestream.cli_common import (
     spark_args,
     spark_session,
 )
+from scorestream.cli.monitoring import metrics_args, monitor_settings
 from scorestream.errors import ConfigError, ScorestreamError
-from streaming import operations as ops
-from streaming.avro_input import INPUT_FORMATS, InputFormat
-from streaming.exactly_once import EXACTLY_ONCE_MAX_OFFSETS
-from streaming.job import Scorer, ScorerSettings, validate_settings
-from streaming.monitor import ScorerMonitor
-from streaming.scoring import OUTPUT_FORMATS, OutputFormat
-from streaming.validate import ValidationSettings
+from scorestream.streaming.avro_input import INPUT_FORMATS, InputFormat
+from scorestream.streaming.exactly_once import EXACTLY_ONCE_MAX_OFFSETS
+from scorestream.streaming.job import Scorer, ScorerSettings, validate_settings
+from scorestream.streaming.monitor import ScorerMonitor
+from scorestream.streaming.scoring import OUTPUT_FORMATS, OutputFormat
+from scorestream.streaming.validate import ValidationSettings
 
 
 def scorer_args(p: argparse.ArgumentParser) -> None:

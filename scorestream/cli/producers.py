@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
-from producers.encoding import FORMATS
 from scorestream import options as opt
-from scorestream.cli_common import Command, kafka_args, kafka_settings
+from scorestream.cli.common import Command, kafka_args, kafka_settings
+from scorestream.contract.formats import FORMATS
+from scorestream.progress import Progress
 
 
 def cmd_produce(args: argparse.Namespace) -> int:
-    from producers.publisher import ProduceSettings, publish
+    from scorestream.producers.publisher import ProduceSettings, publish
 
     settings = ProduceSettings(
         topic=args.topic,
@@ -25,22 +25,19 @@ def cmd_produce(args: argparse.Namespace) -> int:
         schema_id=args.schema_id,
     )
 
+    line = Progress()
+
     def progress(sent: int, elapsed: float) -> None:
         rate = sent / elapsed if elapsed > 0 else 0.0
-        print(
-            f"\rpublished {sent}/{settings.count} ({rate:,.0f}/s)",
-            end="",
-            file=sys.stderr,
-            flush=True,
-        )
+        line.update(f"published {sent}/{settings.count} ({rate:,.0f}/s)")
 
     delivered = publish(kafka_settings(args), settings, progress=progress)
-    print(f"\npublished {delivered} events to {args.topic}", file=sys.stderr)
+    line.done(f"published {delivered} events to {args.topic}")
     return 0
 
 
 def cmd_consume(args: argparse.Namespace) -> int:
-    from producers.subscriber import ScoreSummary, iter_scores
+    from scorestream.producers.subscriber import ScoreSummary, iter_scores
 
     summary = ScoreSummary()
     limit = args.count

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from scorestream import __version__
 from scorestream import options as opt
-from scorestream.cli_common import STATE, Handler, stack, stack_args
+from scorestream.cli.common import STATE, Handler, stack, stack_args
 from scorestream.errors import ScorestreamError
 
 
@@ -43,8 +43,9 @@ def cmd_jars(_args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from monitoring.cli import monitor_settings
+    from scorestream.cli.monitoring import monitor_settings
     from scorestream.demo import DemoSettings, run_demo
+    from scorestream.spark import jvm_log_level
 
     return run_demo(
         DemoSettings(
@@ -53,17 +54,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             state=Path(STATE),
             port=args.port,
             keep=args.keep,
+            jvm_log_level=jvm_log_level(args.log_level),
             monitoring=monitor_settings(args),
         )
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from models.cli import register as register_models
-    from monitoring.cli import metrics_args
-    from monitoring.cli import register as register_monitoring
-    from producers.cli import register as register_producers
-    from streaming.cli import register as register_streaming
+    from scorestream.cli.models import register as register_models
+    from scorestream.cli.monitoring import metrics_args
+    from scorestream.cli.monitoring import register as register_monitoring
+    from scorestream.cli.producers import register as register_producers
+    from scorestream.cli.streaming import register as register_streaming
 
     parser = argparse.ArgumentParser(
         prog="scorestream",
@@ -130,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    opt.check_environment(args)
     level = getattr(logging, str(args.log_level).upper(), logging.WARNING)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # py4j logs every command sent to the JVM at DEBUG: Kafka passwords included.

@@ -6,10 +6,10 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from monitoring.settings import DEFAULT_METRICS_PORT, MonitorSettings
 from scorestream import options as opt
-from scorestream.cli_common import Command, registry_arg, spark_args, spark_session
+from scorestream.cli.common import Command, registry_arg, spark_args, spark_session
 from scorestream.errors import ConfigError
+from scorestream.monitoring.settings import DEFAULT_METRICS_PORT, MonitorSettings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -111,12 +111,12 @@ def read_events(spark: SparkSession, path: Path, fmt: str) -> DataFrame:
 def cmd_drift_report(args: argparse.Namespace) -> int:
     from pyspark.sql import functions as F
 
-    from models.evaluate import score_column
-    from models.registry import Registry
-    from monitoring.counting import BinCounter
-    from monitoring.drift import ReferenceProfile, drift_report
-    from monitoring.report import band, write_report
-    from monitoring.window import WindowTotals
+    from scorestream.models.evaluate import score_column
+    from scorestream.models.registry import Registry
+    from scorestream.monitoring.counting import BinCounter
+    from scorestream.monitoring.drift import ReferenceProfile, drift_report
+    from scorestream.monitoring.report import band, write_report
+    from scorestream.monitoring.window import WindowTotals
 
     registry = Registry(args.registry)
     version = registry.resolve(args.model)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from scorestream import options as opt
 from scorestream.kafka import KafkaSettings
+from scorestream.paths import STATE_ROOT
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 Command = Callable[[str, Handler, str], argparse.ArgumentParser]
 
-STATE = ".scorestream"
+STATE = str(STATE_ROOT)
 
 
 def kafka_args(p: argparse.ArgumentParser) -> None:
@@ -75,7 +76,7 @@ def spark_session(
     args: argparse.Namespace, app: str, conf: tuple[tuple[str, str], ...] = ()
 ) -> SparkSession:
     """The SparkSession of the shared --master/--driver-* flags, plus extra settings via `conf`."""
-    from scorestream.spark import SparkSettings, session
+    from scorestream.spark import SparkSettings, jvm_log_level, session
 
     return session(
         SparkSettings(
@@ -83,6 +84,7 @@ def spark_session(
             app_name=app,
             driver_memory=args.driver_memory,
             driver_host=args.driver_host,
+            log_level=jvm_log_level(getattr(args, "log_level", "WARNING")),
             conf=conf,
         )
     )
