@@ -108,7 +108,7 @@ def scorer_process(
     out = log.open("ab")
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
-        [sys.executable, "-m", "scorestream.cli", "--log-level", "info", "score", *args],
+        [sys.executable, "-m", "scorestream", "--log-level", "info", "score", *args],
         stdout=out,
         stderr=subprocess.STDOUT,
         env=env,
