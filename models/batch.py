@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 from scorestream.errors import ConfigError, DataError
 from scorestream.models.data import check_columns, read_table, typed_features
 from scorestream.models.evaluate import score_column
-from scorestream.models.registry import Registry
+from scorestream.models.source import ModelSource
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
-    from scorestream.models.registry import ModelVersion
+    from scorestream.models.source import ModelEntry
 
 # Drivers we can name from the URL; other databases need --jdbc-driver and their jar.
 JDBC_DRIVERS = {
@@ -72,7 +72,7 @@ class BatchSettings:
 
 
 def score_frame(
-    frame: DataFrame, entry: ModelVersion, model: PipelineModel, keep_columns: bool = False
+    frame: DataFrame, entry: ModelEntry, model: PipelineModel, keep_columns: bool = False
 ) -> DataFrame:
     """Typed input rows -> id/time (when present), features kept on request, score, version."""
     from pyspark.sql import functions as F
@@ -91,7 +91,9 @@ def score_frame(
     )
 
 
-def batch_score(spark: SparkSession, registry: Registry, settings: BatchSettings) -> dict[str, int]:
+def batch_score(
+    spark: SparkSession, registry: ModelSource, settings: BatchSettings
+) -> dict[str, int]:
     """Score `settings.input`; returns {"input": n, "scored": n, "model_version": v}."""
     entry, model = registry.load(settings.model)
     raw = read_table(spark, settings.input, settings.input_format)

@@ -222,29 +222,36 @@ class Registry:
         `event_schema` maps event field names to types (see `event_fields`); when given, every
         feature the model reads must be a field of a matching kind.
         """
-        import pyspark
-        from pyspark.ml import PipelineModel
-
         version = ref if isinstance(ref, int) else self.resolve(ref)
         entry = self.get(version)
         if event_schema is not None:
             check_event_schema(entry.spec, event_schema, str(entry.path))
-        trained_with = str(entry.metadata.get("spark_version", ""))
-        if trained_with.split(".")[:2] != pyspark.__version__.split(".")[:2]:
-            msg = (
-                f"model {entry.path} was trained with Spark {trained_with or 'unknown'}, "
-                f"this scorer runs Spark {pyspark.__version__}: retrain or use that Spark"
-            )
-            raise ModelError(msg)
-        try:
-            model = PipelineModel.load(str(entry.model_path))
-        except Exception as exc:  # Py4J and Spark errors: report the path, not a stack
-            first = (
-                str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            )
-            msg = f"cannot load the Spark model at {entry.model_path}: {first}"
-            raise ModelError(msg) from exc
-        return entry, model
+        check_spark_version(str(entry.metadata.get("spark_version", "")), str(entry.path))
+        return entry, load_pipeline(str(entry.model_path), str(entry.model_path))
+
+
+def check_spark_version(trained_with: str, where: str) -> None:
+    """A model saved by another Spark minor version may not load (or score) the same."""
+    import pyspark
+
+    if trained_with.split(".")[:2] != pyspark.__version__.split(".")[:2]:
+        msg = (
+            f"model {where} was trained with Spark {trained_with or 'unknown'}, "
+            f"this scorer runs Spark {pyspark.__version__}: retrain or use that Spark"
+        )
+        raise ModelError(msg)
+
+
+def load_pipeline(path: str, where: str) -> PipelineModel:
+    """PipelineModel.load, its Py4J and Spark errors reported by `where`, not as a stack."""
+    from pyspark.ml import PipelineModel
+
+    try:
+        return PipelineModel.load(path)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        msg = f"cannot load the Spark model at {where}: {first}"
+        raise ModelError(msg) from exc
 
 
 def _check_alias(name: str) -> None:

@@ -14,10 +14,12 @@ from scorestream.contract.spec import FeatureSpec
 from scorestream.models.evaluate import evaluate, score_column
 from scorestream.models.pipeline import EstimatorSettings, build_pipeline
 from scorestream.models.profile import build_profile
-from scorestream.models.registry import ModelVersion, Registry
+from scorestream.models.registry import Registry
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+    from scorestream.models.source import ModelEntry
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,9 @@ class TrainSettings:
     validation_fraction: float = 0.2
     seed: int = 42
     promote: bool = True
+    # Log and register in this MLflow registered model instead of the registry directory.
+    mlflow_model: str = ""
+    mlflow_uri: str = ""
 
 
 def _progress(message: str) -> None:
@@ -43,8 +48,9 @@ def train(
     fingerprint: str,
     source: str,
     progress: Callable[[str], None] = _progress,
-) -> ModelVersion:
-    """Fit the pipeline on a seeded split, evaluate on the rest, publish, optionally promote."""
+) -> ModelEntry:
+    """Fit the pipeline on a seeded split, evaluate on the rest, publish (to the registry or
+    MLflow), optionally promote."""
     import pyspark
     from pyspark.sql import functions as F
 
@@ -69,22 +75,35 @@ def train(
     profile = build_profile(model.transform(train_df), spec, score_column())
     train_df.unpersist()
 
+    metadata = {
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "spark_version": pyspark.__version__,
+        "estimator": {"kind": settings.estimator.kind, **settings.estimator.params()},
+        "feature_spec": spec.to_dict(),
+        "training": {
+            "source": source,
+            "fingerprint": fingerprint,
+            "rows": n_train,
+            "validation_fraction": settings.validation_fraction,
+            "seed": settings.seed,
+        },
+        "metrics": metrics,
+    }
+    if settings.mlflow_model:
+        from scorestream.models.mlflow_log import log_version
+        from scorestream.models.mlflow_source import MlflowSource
+
+        mlflow = MlflowSource(settings.mlflow_uri, settings.mlflow_model)
+        logged = log_version(mlflow, model, spec, profile, metadata, settings.promote)
+        progress(
+            f"logged and registered {logged.path} in {time.monotonic() - started:.1f} s"
+            + (" (champion)" if settings.promote else "")
+        )
+        return logged
+
     def write(model_dir: Path) -> dict[str, Any]:
         model.write().save(str(model_dir))
-        return {
-            "created_at": dt.datetime.now(dt.UTC).isoformat(),
-            "spark_version": pyspark.__version__,
-            "estimator": {"kind": settings.estimator.kind, **settings.estimator.params()},
-            "feature_spec": spec.to_dict(),
-            "training": {
-                "source": source,
-                "fingerprint": fingerprint,
-                "rows": n_train,
-                "validation_fraction": settings.validation_fraction,
-                "seed": settings.seed,
-            },
-            "metrics": metrics,
-        }
+        return metadata
 
     registry = Registry(settings.registry)
     entry = registry.publish(write, profile)

@@ -35,7 +35,7 @@ import numpy as np
 
 from scorestream.errors import ConfigError, ModelError
 from scorestream.kafka import KafkaSettings, describe_error
-from scorestream.models.registry import Registry
+from scorestream.models.source import ModelSource
 from scorestream.streaming.shadow import Compared, ShadowScorer
 from scorestream.streaming.validate import REASON
 
@@ -156,7 +156,7 @@ class FeedbackLoop:
     def __init__(
         self,
         settings: FeedbackSettings,
-        registry: Registry,
+        registry: ModelSource,
         kafka: KafkaSettings | None = None,
         shadow: ShadowScorer | None = None,
     ) -> None:

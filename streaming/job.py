@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Protocol
 from scorestream.contract.reasons import REASONS
 from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.kafka import KafkaSettings
-from scorestream.models.registry import ModelVersion, Registry, event_fields
+from scorestream.models.registry import event_fields
+from scorestream.models.source import ModelEntry, open_source
 from scorestream.paths import STATE_ROOT
 from scorestream.streaming import preflight
 from scorestream.streaming.avro_input import (
@@ -54,7 +55,8 @@ class ScorerSettings:
     output_topic: str = "scores"
     dead_letter_topic: str = ""
     registry: Path = STATE_ROOT / "registry"
-    model: str = "champion"
+    model: str = "champion"  # or models:/NAME@ALIAS, models:/NAME/VERSION (MLflow)
+    mlflow_uri: str = ""  # the MLflow tracking server of models:/ references
     checkpoint: Path | None = None
     trigger_interval: str = ""
     max_offsets_per_trigger: int | None = None
@@ -75,6 +77,9 @@ class ScorerSettings:
     # Test hook (SCORESTREAM_TEST_CRASH_AFTER_COMMIT): hard-exit right after the transaction of
     # this batch commits, before Spark commits the batch to its checkpoint.
     crash_after_commit: int | None = None
+    # False: score and count each batch for the listeners, write nothing (the micro-batch
+    # query that monitors a real-time scorer, see streaming/realtime.py).
+    publish: bool = True
 
     @property
     def markers(self) -> str:
@@ -270,12 +275,12 @@ class Scorer:
         self.on_listener_failure: Callable[[str], None] = lambda _name: None
         self.kafka = kafka
         self.settings = settings
-        self.registry = Registry(settings.registry)
+        self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
         fmt = settings.input_format
         # A new version's fields must keep the kinds of the event contract (Avro input), or
         # of the serving spec (JSON input, decoded by the spec).
         fields = None if fmt.kind == "json" else event_fields(fmt.reader_schema)
-        self.holder = ModelHolder(self.registry, settings.model, fields=fields)
+        self.holder = ModelHolder(self.registry, ref, fields=fields)
         self.totals = Totals()
         self.last_batch: BatchStats | None = None
         self.query: StreamingQuery | None = None
@@ -338,7 +343,7 @@ class Scorer:
             phases = {"plan": time.monotonic() - started}
             if s.exactly_once:
                 self._publish_transaction(out, batch_id, end)
-            else:
+            elif s.publish:
                 out.write.format("kafka").options(**self.kafka.spark_sink_options()).save()
             phases["write"] = time.monotonic() - started - sum(phases.values())
             duration = time.monotonic() - started
@@ -494,7 +499,7 @@ class Scorer:
     def _dry_run(self, batch: DataFrame) -> Probe:
         """A new version must score the first rows of the batch it would serve first."""
 
-        def probe(entry: ModelVersion, model: PipelineModel) -> None:
+        def probe(entry: ModelEntry, model: PipelineModel) -> None:
             s = self.settings
             sample = batch.limit(DRY_RUN_ROWS)
             writers = self._writer_schemas()

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING
 
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError, ScorestreamError
-from scorestream.models.registry import ALIASES, ModelVersion, Registry, check_event_schema
+from scorestream.models.registry import ALIASES, check_event_schema
+from scorestream.models.source import ModelEntry, ModelSource
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # A dry run of a candidate version: raises when the version cannot score the sample.
-Probe = Callable[[ModelVersion, "PipelineModel"], None]
+Probe = Callable[[ModelEntry, "PipelineModel"], None]
 
 
 def first_line(exc: BaseException) -> str:
@@ -74,7 +75,7 @@ def check_compatible(
 class Served:
     """A version that passed the checks, with its loaded model."""
 
-    entry: ModelVersion
+    entry: ModelEntry
     model: PipelineModel
     spec: FeatureSpec
 
@@ -89,7 +90,7 @@ class AliasFollower:
 
     def __init__(
         self,
-        registry: Registry,
+        registry: ModelSource,
         ref: str,
         *,
         role: str = "model",
@@ -128,12 +129,12 @@ class AliasFollower:
             try:
                 return int(target["version"])
             except (KeyError, TypeError, ValueError) as exc:
-                msg = f"alias {self.ref!r} in {self.registry.root} names no version: {target}"
+                msg = f"alias {self.ref!r} names no version: {target}"
                 raise ModelError(msg) from exc
         try:
             return self.registry.resolve(self.ref)
         except (KeyError, TypeError, ValueError) as exc:
-            msg = f"alias {self.ref!r} in {self.registry.root} names no version ({exc!r})"
+            msg = f"alias {self.ref!r} names no version ({exc!r})"
             raise ModelError(msg) from exc
 
     def _refuse(self, reason: str) -> None:
@@ -178,7 +179,7 @@ class AliasFollower:
         try:
             spec = entry.spec
         except Exception as exc:  # ConfigError, or a feature_spec that is not even a mapping
-            msg = f"{entry.path / 'metadata.json'} holds a bad feature spec: {first_line(exc)}"
+            msg = f"{entry.path}/metadata.json holds a bad feature spec: {first_line(exc)}"
             raise ModelError(msg) from exc
         if serving is not None:
             check_compatible(serving, spec, str(entry.path), self.fields)
@@ -206,7 +207,7 @@ class ModelHolder(AliasFollower):
 
     def __init__(
         self,
-        registry: Registry,
+        registry: ModelSource,
         ref: str,
         on_failure: Callable[[str], None] = lambda _reason: None,
         on_swap: Callable[[int], None] = lambda _version: None,
@@ -262,7 +263,7 @@ class ModelHolder(AliasFollower):
         return self.current
 
     @property
-    def entry(self) -> ModelVersion:
+    def entry(self) -> ModelEntry:
         return self.served.entry
 
     @property

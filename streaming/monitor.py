@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIServer
 
 from scorestream.errors import ScorestreamError
-from scorestream.models.registry import Registry
+from scorestream.models.source import ModelSource
 from scorestream.monitoring.counting import BinCounter, bucket_index
 from scorestream.monitoring.drift import DriftWindow, ReferenceProfile, drift_report
 from scorestream.monitoring.metrics import ScorerMetrics, serve
@@ -35,7 +35,7 @@ from scorestream.tally import Tally
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
-    from pyspark.sql.streaming import StreamingQueryListener
+    from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
     from scorestream.streaming.job import Scorer
 
@@ -132,18 +132,26 @@ class ScorerMonitor:
         self.window: DriftWindow | None = None
         self._counter: BinCounter | None = None
         self._tallies: tuple[int, list[Column], dict[str, Tally]] | None = None
-        self._registry: Registry | None = None
+        self._registry: ModelSource | None = None
         self._scorer: Scorer | None = None
         self._event_time = "event_time"
         self._server: WSGIServer | None = None
         self._listener: StreamingQueryListener | None = None
         self._query_id: str | None = None
+        self._progress_of: Callable[[], StreamingQuery | None] | None = None
         self._lock = threading.Lock()
 
     # -- wiring ------------------------------------------------------------------------------
-    def attach(self, scorer: Scorer) -> None:
-        """Start the exporter and hook into the scorer's model holder and query progress."""
+    def attach(
+        self, scorer: Scorer, progress_of: Callable[[], StreamingQuery | None] | None = None
+    ) -> None:
+        """Start the exporter and hook into the scorer's model holder and query progress.
+
+        `progress_of` names another query whose progress (input rate, lag) the gauges show:
+        the real-time query, when `scorer` is the micro-batch query that monitors it.
+        """
         self._scorer = scorer
+        self._progress_of = progress_of
         self._registry = scorer.registry
         holder = scorer.holder
         ref = holder.ref
@@ -175,7 +183,10 @@ class ScorerMonitor:
 
     def is_mine(self, query_id: object) -> bool:
         if self._query_id is None:
-            query = self._scorer.query if self._scorer is not None else None
+            if self._progress_of is not None:
+                query = self._progress_of()
+            else:
+                query = self._scorer.query if self._scorer is not None else None
             if query is None:
                 return False
             self._query_id = str(query.id)

@@ -19,12 +19,12 @@ no per-batch listeners (drift, shadow scoring, feedback), no `minPartitions`.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from scorestream.errors import ConfigError
 from scorestream.kafka import KafkaSettings, topic_partitions
-from scorestream.models.registry import ModelVersion, Registry
+from scorestream.models.source import ModelEntry, open_source
 from scorestream.streaming import preflight
 from scorestream.streaming.avro_input import prepare_decoding
 from scorestream.streaming.job import kafka_source
@@ -122,6 +122,36 @@ def apply_trigger(writer: DataStreamWriter, spark: SparkSession, interval: str) 
     writer._jwrite = writer._jwrite.trigger(realtime_trigger(spark, interval))
 
 
+MONITOR_SUFFIX = ".monitor"
+
+
+def monitor_settings(settings: ScorerSettings, interval: str) -> ScorerSettings:
+    """The micro-batch query that gives a real-time scorer its metrics.
+
+    It reads the same input with the same validation and model on a slower trigger, writes
+    nothing, and feeds the batch listeners (ScorerMonitor): counters by reason, latency and
+    drift, with the same names as the micro-batch scorer's. It has its own checkpoint beside
+    the scorer's, so it never touches the real-time query's offsets. The real-time path itself
+    carries no monitoring work; the cost is one more task slot (`monitor_slots`) and the
+    monitor's share of the CPU, measured in BENCHMARKS.md.
+    """
+    checkpoint = settings.checkpoint_dir
+    return replace(
+        settings,
+        publish=False,
+        exactly_once=False,
+        create_topics=False,
+        trigger_interval=interval,
+        checkpoint=checkpoint.with_name(checkpoint.name + MONITOR_SUFFIX),
+    )
+
+
+def monitor_slots(partitions: int) -> int:
+    """Task slots a monitored real-time scorer needs: one long task per input partition, and
+    one for the monitoring query's short micro-batch tasks."""
+    return partitions + 1
+
+
 class RealtimeScorer:
     """Starts and stops the real-time scoring query (the model is fixed for its lifetime)."""
 
@@ -137,10 +167,10 @@ class RealtimeScorer:
         self.settings = settings
         self.realtime = realtime or RealtimeSettings()
         check_settings(settings, self.realtime)
-        self.registry = Registry(settings.registry)
-        self.entry: ModelVersion
+        self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
+        self.entry: ModelEntry
         self.model: PipelineModel
-        self.entry, self.model = self.registry.load(settings.model)
+        self.entry, self.model = self.registry.load(ref)
         self.query: StreamingQuery | None = None
 
     @property

@@ -22,7 +22,7 @@ from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError
 from scorestream.kafka import KafkaSettings, ensure_topics
 from scorestream.models.evaluate import score_column
-from scorestream.models.registry import Registry
+from scorestream.models.source import ModelSource
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.streaming.job import BatchStats
 from scorestream.streaming.model_holder import AliasFollower, Probe
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame
 
-    from scorestream.models.registry import ModelVersion
+    from scorestream.models.source import ModelEntry
     from scorestream.streaming.job import Scorer
 
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class ShadowScorer:
     def __init__(
         self,
         kafka: KafkaSettings,
-        registry: Registry,
+        registry: ModelSource,
         settings: ShadowSettings,
         metrics: ScorerMetrics | None = None,
         keep_pairs: bool = False,
@@ -259,7 +259,7 @@ class ShadowScorer:
     def _probe(scored: DataFrame, spec: FeatureSpec) -> Probe:
         """A dry run of a new challenger on the first rows of the batch it would shadow."""
 
-        def dry_run(entry: ModelVersion, model: PipelineModel) -> None:
+        def dry_run(entry: ModelEntry, model: PipelineModel) -> None:
             sample = scored.limit(DRY_RUN_ROWS)
             compare(sample, spec, model, entry.version).select("challenger_score").collect()
 

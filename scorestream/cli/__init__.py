@@ -138,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     # py4j logs every command sent to the JVM at DEBUG: Kafka passwords included.
     logging.getLogger("py4j").setLevel(max(level, logging.INFO))
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    # MLflow's REST client retries 7 times with backoff and waits 120 s a request by default:
+    # minutes per call. An alias poll at a batch boundary should give up within seconds and
+    # keep the serving model (the user's own settings win).
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
     try:
         return int(args.handler(args))
     except ScorestreamError as exc:

@@ -73,14 +73,18 @@ def spark_args(p: argparse.ArgumentParser) -> None:
 
 
 def spark_session(
-    args: argparse.Namespace, app: str, conf: tuple[tuple[str, str], ...] = ()
+    args: argparse.Namespace,
+    app: str,
+    conf: tuple[tuple[str, str], ...] = (),
+    master: str | None = None,
 ) -> SparkSession:
-    """The SparkSession of the shared --master/--driver-* flags, plus extra settings via `conf`."""
+    """The SparkSession of the shared --master/--driver-* flags, plus extra settings via `conf`
+    (`master` overrides --master)."""
     from scorestream.spark import SparkSettings, jvm_log_level, session
 
     return session(
         SparkSettings(
-            master=args.master,
+            master=master or args.master,
             app_name=app,
             driver_memory=args.driver_memory,
             driver_host=args.driver_host,
@@ -97,6 +101,16 @@ def registry_arg(p: argparse.ArgumentParser) -> None:
         env="SCORESTREAM_REGISTRY",
         default=f"{STATE}/registry",
         help="model registry root directory",
+    )
+
+
+def mlflow_arg(p: argparse.ArgumentParser) -> None:
+    opt.add(
+        p,
+        "--mlflow-uri",
+        env="MLFLOW_TRACKING_URI",
+        default="",
+        help="MLflow tracking server (and model registry) of models:/NAME@ALIAS references",
     )
 
 

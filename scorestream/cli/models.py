@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scorestream import options as opt
-from scorestream.cli.common import Command, registry_arg, spark_args, spark_session
+from scorestream.cli.common import Command, mlflow_arg, registry_arg, spark_args, spark_session
 from scorestream.errors import ConfigError, ScorestreamError
 
 if TYPE_CHECKING:
@@ -52,7 +53,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         seed=args.seed,
         validation_fraction=args.validation_fraction,
         promote=not args.no_promote,
+        mlflow_model=args.mlflow_model,
+        mlflow_uri=args.mlflow_uri,
     )
+    if args.mlflow_model:
+        from scorestream.models.mlflow_source import client
+
+        client(args.mlflow_uri)  # no tracking server, no MLflow: fail before Spark starts
     if args.data:
         spec = _spec(args)  # checked before Spark starts: a bad spec fails fast
         spark = spark_session(args, "scorestream-train")
@@ -75,7 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_batch_score(args: argparse.Namespace) -> int:
     from scorestream.models.batch import BatchSettings, batch_score
-    from scorestream.models.registry import Registry
+    from scorestream.models.source import open_source
 
     settings = BatchSettings(
         input=args.input,
@@ -100,7 +107,8 @@ def cmd_batch_score(args: argparse.Namespace) -> int:
         jars = [str(j) for j in spark_connector_jars()] + extra
         conf = (("spark.jars", ",".join(jars)),)
     spark = spark_session(args, "scorestream-batch-score", conf)
-    result = batch_score(spark, Registry(args.registry), settings)
+    source, ref = open_source(args.registry, args.model, args.mlflow_uri)
+    result = batch_score(spark, source, dataclasses.replace(settings, model=ref))
     where = " and ".join(
         w
         for w in (
@@ -113,6 +121,41 @@ def cmd_batch_score(args: argparse.Namespace) -> int:
         f"scored {result['scored']} of {result['input']} rows with "
         f"v{result['model_version']} -> {where}"
     )
+    return 0
+
+
+def cmd_mlflow_attach(args: argparse.Namespace) -> int:
+    """Attach scorestream's artifacts (spec, profile) to a model logged without them."""
+    import datetime as dt
+
+    from scorestream.models.data import fingerprint, load_training_data
+    from scorestream.models.evaluate import score_column
+    from scorestream.models.mlflow_log import attach
+    from scorestream.models.mlflow_source import MlflowSource
+    from scorestream.models.profile import build_profile
+    from scorestream.models.source import is_mlflow, parse_mlflow_ref
+
+    if not is_mlflow(args.model):
+        msg = f"{args.model!r} is not an MLflow model: expected models:/NAME/VERSION"
+        raise ConfigError(msg)
+    name, target = parse_mlflow_ref(args.model)
+    spec = _spec(args)
+    source = MlflowSource(args.mlflow_uri, name)
+    version = source.resolve(target)
+    spark = spark_session(args, "scorestream-mlflow-attach")
+    saved_with, model = source.load_model(version)
+    frame = load_training_data(spark, args.data, spec, args.format)
+    print(f"[attach] profiling models:/{name}/{version} on {args.data} ...", file=sys.stderr)
+    profile = build_profile(model.transform(frame), spec, score_column())
+    metadata = {
+        "created_at": dt.datetime.now(dt.UTC).isoformat(),
+        "spark_version": saved_with,
+        "feature_spec": spec.to_dict(),
+        "training": {"source": args.data, "fingerprint": fingerprint(args.data)},
+        "attached_by": "scorestream mlflow-attach",
+    }
+    where = attach(source, version, spec, profile, metadata)
+    print(f"models:/{name}/{version}: feature spec and reference profile -> {where}")
     return 0
 
 
@@ -302,6 +345,15 @@ def register(command: Command) -> None:
         default="event_time",
         help="event time column (no --spec)",
     )
+    opt.add(
+        p,
+        "--mlflow-model",
+        env="SCORESTREAM_MLFLOW_MODEL",
+        default="",
+        help="log the model to MLflow and register it as a version of this registered model "
+        "(instead of the registry directory); champion alias unless --no-promote",
+    )
+    mlflow_arg(p)
     p.add_argument(
         "--no-promote",
         action="store_true",
@@ -354,7 +406,8 @@ def register(command: Command) -> None:
         "--model",
         env="SCORESTREAM_MODEL",
         default="champion",
-        help="version to score with: champion, challenger, latest or vN",
+        help="version to score with: champion, challenger, latest or vN, or an MLflow "
+        "models:/NAME@ALIAS or models:/NAME/VERSION (--mlflow-uri)",
     )
     opt.add(
         p,
@@ -398,4 +451,51 @@ def register(command: Command) -> None:
         help="copy every input column to the output [env: none, default: false]",
     )
     registry_arg(p)
+    mlflow_arg(p)
+    spark_args(p)
+
+    p = command(
+        "mlflow-attach",
+        cmd_mlflow_attach,
+        "add a feature spec and reference profile to a Spark model in an MLflow registry",
+    )
+    p.add_argument(
+        "model",
+        help="models:/NAME/VERSION or models:/NAME@ALIAS [env: none, default: required]",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        help="CSV or Parquet file of the model's training rows, for the reference profile "
+        "[env: none, default: required]",
+    )
+    opt.add(
+        p,
+        "--format",
+        env="SCORESTREAM_DATA_FORMAT",
+        default=None,
+        help="csv or parquet (default: from the file name)",
+    )
+    opt.add(
+        p,
+        "--spec",
+        env="SCORESTREAM_FEATURE_SPEC",
+        default=None,
+        help="feature spec file (.toml, .yaml): label, numeric and categorical columns",
+    )
+    for flag, env, text in (
+        ("--label", "SCORESTREAM_LABEL", "label column (no --spec)"),
+        ("--numeric", "SCORESTREAM_NUMERIC", "comma-separated numeric features (no --spec)"),
+        (
+            "--categorical",
+            "SCORESTREAM_CATEGORICAL",
+            "comma-separated categorical features (no --spec)",
+        ),
+    ):
+        opt.add(p, flag, env=env, default="", help=text)
+    opt.add(p, "--event-id", env="SCORESTREAM_EVENT_ID", default="event_id", help="event id")
+    opt.add(
+        p, "--event-time", env="SCORESTREAM_EVENT_TIME", default="event_time", help="event time"
+    )
+    mlflow_arg(p)
     spark_args(p)

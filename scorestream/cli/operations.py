@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 from scorestream import options as opt
 from scorestream.errors import ConfigError
-from scorestream.kafka import KafkaSettings
-from scorestream.models.registry import Registry
+from scorestream.kafka import KafkaSettings, topic_partitions
+from scorestream.models.source import open_source
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.streaming.feedback import METRICS, FeedbackLoop, FeedbackSettings
 from scorestream.streaming.realtime import (
@@ -24,12 +24,15 @@ from scorestream.streaming.realtime import (
     RealtimeScorer,
     RealtimeSettings,
     check_settings,
+    monitor_settings,
+    monitor_slots,
 )
 from scorestream.streaming.shadow import ShadowScorer, ShadowSettings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
+    from scorestream.monitoring.settings import MonitorSettings
     from scorestream.streaming.job import BatchListener, Scorer, ScorerSettings
 
 
@@ -49,6 +52,14 @@ def operations_args(p: argparse.ArgumentParser) -> None:
         env="SCORESTREAM_REALTIME_CHECKPOINT_INTERVAL",
         default="5 seconds",
         help="real-time mode: how often progress is checkpointed (at least 5 seconds)",
+    )
+    opt.add(
+        p,
+        "--realtime-monitor-interval",
+        env="SCORESTREAM_REALTIME_MONITOR_INTERVAL",
+        default="10 seconds",
+        help="real-time mode: trigger of the micro-batch query that feeds the metrics and "
+        "drift gauges (empty: no metrics, and no extra task slot)",
     )
     opt.add(
         p,
@@ -168,7 +179,7 @@ def operation_listeners(
     feedback = feedback_settings(args)
     if args.trigger != "microbatch":
         return [], [], []
-    registry = Registry(settings.registry)
+    registry, _ = open_source(settings.registry, settings.model, settings.mlflow_uri)
     shadows = []
     if args.shadow:
         topic = shadow_topic(args, settings)
@@ -193,17 +204,48 @@ def attach(scorer: Scorer, listeners: Sequence[ShadowScorer | FeedbackLoop]) -> 
         listener.attach(scorer)
 
 
+def realtime_master(args: argparse.Namespace, kafka: KafkaSettings, partitions: int) -> str:
+    """The Spark master of a real-time run: local[*] grows to the slots it needs (one per
+    input partition, one for the metrics query), since its tasks mostly wait on Kafka."""
+    import os
+
+    if args.trigger != "realtime" or args.master != "local[*]":
+        return str(args.master)
+    existing = topic_partitions(kafka, args.input_topic) or partitions
+    needed = monitor_slots(existing) if args.realtime_monitor_interval else existing
+    return f"local[{max(os.cpu_count() or 1, needed)}]"
+
+
 def run_realtime(
-    args: argparse.Namespace, spark: SparkSession, kafka: KafkaSettings, settings: ScorerSettings
+    args: argparse.Namespace,
+    spark: SparkSession,
+    kafka: KafkaSettings,
+    settings: ScorerSettings,
+    monitoring: MonitorSettings,
 ) -> int:
-    """`scorestream score --trigger realtime`: run until SIGTERM or Ctrl-C."""
+    """`scorestream score --trigger realtime`: run until SIGTERM or Ctrl-C.
+
+    With a monitor interval, a micro-batch query beside the real-time one feeds the same
+    metrics and drift gauges as the micro-batch scorer (streaming.realtime.monitor_settings).
+    """
     import signal
     from types import FrameType
+
+    from scorestream.streaming.job import Scorer
+    from scorestream.streaming.monitor import ScorerMonitor
 
     check_args(args, settings)
     scorer = RealtimeScorer(
         spark, kafka, settings, RealtimeSettings(args.realtime_checkpoint_interval)
     )
+    monitor: ScorerMonitor | None = None
+    watcher: Scorer | None = None
+    if args.realtime_monitor_interval:
+        monitor = ScorerMonitor(spark, monitoring)
+        watcher = Scorer(
+            spark, kafka, monitor_settings(settings, args.realtime_monitor_interval), [monitor]
+        )
+        monitor.attach(watcher, progress_of=lambda: scorer.query)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -213,17 +255,34 @@ def run_realtime(
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     query = scorer.start()
+    if watcher is not None:
+        slots = spark.sparkContext.defaultParallelism
+        needed = monitor_slots(topic_partitions(kafka, settings.input_topic))
+        if slots < needed:
+            scorer.stop()
+            msg = (
+                f"real-time mode with metrics needs {needed} task slots (one per input "
+                f"partition and one for the metrics query) but Spark has {slots}; run with "
+                f"--master local[{needed}], or --realtime-monitor-interval '' for no metrics"
+            )
+            raise ConfigError(msg)
+        watcher.start()
     print(
         f"real-time scoring {settings.input_topic} -> {settings.output_topic} "
         f"(dead letters: {settings.topics.dead_letter}) with model v{scorer.version} (fixed "
         f"until restart); checkpoint {settings.checkpoint_dir} every "
-        f"{args.realtime_checkpoint_interval}",
+        f"{args.realtime_checkpoint_interval}"
+        + (f"; metrics on {monitor.url}" if monitor is not None else ""),
         file=sys.stderr,
         flush=True,
     )
     while not stop.is_set() and query.isActive:
         stop.wait(1.0)
+    if watcher is not None:
+        watcher.stop()
     scorer.stop()
+    if monitor is not None:
+        monitor.close()
     if not stop.is_set():
         scorer.raise_if_failed()
     print("stopped", file=sys.stderr)

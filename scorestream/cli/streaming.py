@@ -17,6 +17,7 @@ from scorestream.cli.common import (
     Command,
     kafka_args,
     kafka_settings,
+    mlflow_arg,
     registry_arg,
     spark_args,
     spark_session,
@@ -58,7 +59,8 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         "--model",
         env="SCORESTREAM_MODEL",
         default="champion",
-        help="model to serve: champion, challenger, latest or vN",
+        help="model to serve: champion, challenger, latest or vN of the registry, or "
+        "models:/NAME@ALIAS or models:/NAME/VERSION of an MLflow registry (--mlflow-uri)",
     )
     opt.add(
         p,
@@ -217,6 +219,7 @@ def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
         dead_letter_topic=args.dlq_topic,
         registry=Path(args.registry),
         model=args.model,
+        mlflow_uri=args.mlflow_uri,
         checkpoint=Path(args.checkpoint) if args.checkpoint else None,
         trigger_interval=args.trigger_interval,
         max_offsets_per_trigger=args.max_offsets_per_trigger,
@@ -246,9 +249,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     monitoring = monitor_settings(args)
     kafka = kafka_settings(args)
     ops.check_args(args, settings)  # flag errors before Spark starts
-    spark = spark_session(args, "scorestream-scorer")
+    master = ops.realtime_master(args, kafka, settings.topic_partitions)
+    spark = spark_session(args, "scorestream-scorer", master=master)
     if args.trigger == "realtime":
-        return ops.run_realtime(args, spark, kafka, settings)
+        return ops.run_realtime(args, spark, kafka, settings, monitoring)
     monitor = ScorerMonitor(spark, monitoring)
     extra, shadows, loops = ops.operation_listeners(args, kafka, settings, monitor.metrics)
     scorer = Scorer(spark, kafka, settings, listeners=[monitor, *extra])
@@ -304,6 +308,7 @@ def register(command: Command) -> None:
     kafka_args(p)
     spark_args(p)
     registry_arg(p)
+    mlflow_arg(p)
     scorer_args(p)
     ops.operations_args(p)
     metrics_args(p)

@@ -20,6 +20,9 @@ from scorestream.models.registry import Registry
 from scorestream.models.train import TrainSettings, synthetic_frame, train
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
+# Fixtures of the servers some tests need, one module each.
+pytest_plugins = ["fixtures_mlflow"]
+
 TopicFactory = Callable[..., str]
 
 

@@ -87,7 +87,7 @@ def test_cli_writes_parquet_and_a_sqlite_table(trained_registry: Registry, tmp_p
     cmd = [
         sys.executable,
         "-m",
-        "scorestream.cli",
+        "scorestream",
         "batch-score",
         "--input",
         str(tmp_path / "events.csv"),

@@ -86,7 +86,7 @@ def test_pmml_from_the_cli_matches_spark_to_1e_6(
     cmd = [
         sys.executable,
         "-m",
-        "scorestream.cli",
+        "scorestream",
         "models",
         "export",
         "champion",

@@ -181,7 +181,7 @@ def _cli(
     args: list[str], env: dict[str, str], timeout_s: float
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "scorestream.cli", *args],
+        [sys.executable, "-m", "scorestream", *args],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONUNBUFFERED": "1", **env},

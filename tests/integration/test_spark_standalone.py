@@ -247,7 +247,7 @@ def test_standalone_cluster_scores_equal_local_mode(
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [
-                sys.executable, "-m", "scorestream.cli", "score",
+                sys.executable, "-m", "scorestream", "score",
                 "--master", standalone.url,
                 "--driver-memory", "1g",
                 "--bootstrap", kafka.bootstrap,

@@ -109,6 +109,7 @@ def test_wheel_installs_the_package_and_its_data_files(wheel_env: tuple[Path, Pa
     assert "scorestream" not in check.stdout.replace("No broken requirements found.", "")
 
 
+@pytest.mark.timeout(1200)  # a Spark training and a whole demo in fresh processes
 def test_wheel_help_train_and_demo_run_outside_the_checkout(wheel_env: tuple[Path, Path]) -> None:
     python, work = wheel_env
     help_ = _run(python, work, "-m", "scorestream", "--help", timeout=60)
@@ -126,7 +127,7 @@ def test_wheel_help_train_and_demo_run_outside_the_checkout(wheel_env: tuple[Pat
         "--registry",
         str(registry),
         "--rows",
-        "4000",
+        "2000",
         timeout=600,
     )
     assert trained.returncode == 0, trained.stderr[-3000:]
@@ -140,7 +141,7 @@ def test_wheel_help_train_and_demo_run_outside_the_checkout(wheel_env: tuple[Pat
         "scorestream",
         "demo",
         "--events",
-        "2000",
+        "1000",
         "--port",
         str(port),
         "--metrics-port",
@@ -149,5 +150,5 @@ def test_wheel_help_train_and_demo_run_outside_the_checkout(wheel_env: tuple[Pat
     )
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
     summary = demo.stdout.strip().splitlines()[-1]
-    assert summary.startswith("scored 2000/2000 events"), summary
+    assert summary.startswith("scored 1000/1000 events"), summary
     assert (work / ".scorestream" / "registry").is_dir()  # state went to the work dir
