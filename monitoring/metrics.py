@@ -152,6 +152,13 @@ class ScorerMetrics:
             "Failed attempts to load a model version from the registry.",
             registry=r,
         )
+        self.listener_failures = Counter(
+            "scorestream_listener_failures_total",
+            "Failures of a batch listener (shadow, feedback, monitor) or of the per-batch "
+            "accounting (tallies, accounting); the batch itself was published.",
+            ["listener"],
+            registry=r,
+        )
         self.model_swaps = Counter(
             "scorestream_model_swaps_total",
             "Times the scorer switched to another model version or alias.",
@@ -275,6 +282,10 @@ class ScorerMetrics:
 
     def model_load_failed(self) -> None:
         self.model_load_failures.inc()
+
+    def listener_failed(self, listener: str) -> None:
+        """A listener (or the accounting) failed on a batch; `listener` is its name."""
+        self.listener_failures.labels(listener=listener).inc()
 
     def set_drift(self, report: Sequence[FeatureDrift]) -> None:
         """Publish the latest drift_report (replacing the previous one as a whole)."""

@@ -122,6 +122,17 @@ def limit_decoder_allocations(spark: SparkSession, max_bytes: int) -> None:
     method.invoke(None, gateway.new_array(jvm.java.lang.Object, 0))
 
 
+def prepare_decoding(
+    spark: SparkSession, fmt: InputFormat, spec: FeatureSpec, max_record_bytes: int
+) -> None:
+    """Start-up of Avro input, the same in both trigger modes: the reader schema must fit the
+    model, and the decoder's allocations are capped at the record size limit. JSON: nothing."""
+    if fmt.kind == "json":
+        return
+    check_reader_schema(read_schema(fmt.reader_schema), spec, fmt.reader_schema)
+    limit_decoder_allocations(spark, max_record_bytes)
+
+
 @dataclass(frozen=True)
 class WriterSchemas:
     """The writer schemas a batch can meet, by Confluent id (None: plain Avro's single one)."""

@@ -3,10 +3,23 @@
 Spark's Kafka sink is at-least-once (a batch replayed after a crash is written again), and no
 transactional sink exists upstream (SPARK-28908). So in this mode the driver publishes the batch
 itself with a transactional confluent-kafka producer: scores, dead letters and a marker record
-`{query, batch_id}` on the marker topic go into one transaction. The transactional id is stable
-for a checkpoint (it is derived from Spark's query id, kept in the checkpoint), so a restarted
-scorer fences the crashed one (its open transaction is aborted) and reads the last committed
-marker: a batch whose id is not above it was already published and is skipped.
+`{query, batch_id, records, end_offsets}` on the marker topic go into one transaction. The
+transactional id is stable for a checkpoint (it is derived from Spark's query id, kept in the
+checkpoint), so a restarted scorer fences the crashed one (its open transaction is aborted) and
+reads the last committed marker.
+
+The marker's `end_offsets` are, per input partition, the end (exclusive) of everything
+published so far. Each batch's offset range (from Spark's offset log in the checkpoint) is
+compared with them (`Coverage`): a batch wholly below them was published before and is skipped
+(the replay after a crash between the transaction commit and Spark's checkpoint commit); a
+batch partly below them (an older checkpoint restored, or a changed batch size) publishes only
+its records at or above them; a batch that starts above them would leave input unpublished and
+stops the query with a message saying so. Offsets, not batch ids, decide: after a restore the
+same batch id may cover other offsets.
+
+A transaction must commit within `transaction.timeout.ms`, so in this mode a micro-batch is
+bounded (`EXACTLY_ONCE_MAX_OFFSETS` records unless --max-offsets-per-trigger says otherwise):
+a backlog is published as many transactions, not one that outlives its timeout.
 
 Not covered: consumers reading with read_uncommitted (they see aborted records too), and
 anything the scorer writes outside Kafka (listeners, metrics) which sees replays again.
@@ -16,8 +29,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +44,118 @@ log = logging.getLogger(__name__)
 
 # (topic, key, value, headers) as produced.
 Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
+# {topic: {partition: offset}}, Spark's and the marker's shape of a position in the input.
+Offsets = dict[str, dict[int, int]]
+
+# Records per micro-batch in exactly-once mode when the user set no --max-offsets-per-trigger:
+# the driver publishes them at tens of thousands a second on a small machine, far inside the
+# default 300 s transaction timeout, and a backlog becomes many bounded transactions.
+EXACTLY_ONCE_MAX_OFFSETS = 100_000
+
+
+def _offsets(raw: object) -> Offsets:
+    """{topic: {partition: offset}} from JSON-decoded offsets (string partition keys)."""
+    if not isinstance(raw, dict):
+        msg = f"offsets {raw!r} are not a {{topic: {{partition: offset}}}} object"
+        raise ValueError(msg)
+    return {str(t): {int(p): int(o) for p, o in parts.items()} for t, parts in raw.items()}
+
+
+def batch_offsets(checkpoint: Location, batch_id: int, topic: str) -> Offsets | None:
+    """The end offsets of micro-batch `batch_id` of the Kafka source reading `topic`, from
+    Spark's offset log (`<checkpoint>/offsets/<batch id>`: a version line, the batch metadata,
+    then one line per source); None when the file is not there. Local or Hadoop URI."""
+    path = checkpoint / "offsets" / str(batch_id)
+    store = fs.store(path)
+    if not store.is_file(path):
+        return None
+    lines = store.read_bytes(path).decode("utf-8").splitlines()
+    for line in lines[2:]:
+        try:
+            offsets = _offsets(json.loads(line))
+        except ValueError:
+            continue
+        if topic in offsets:
+            return offsets
+    msg = f"{path} holds no offsets of topic {topic!r}: not this query's checkpoint"
+    raise ScorestreamError(msg)
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How a batch's offsets compare with what the committed markers say was published."""
+
+    skip: bool  # wholly published before
+    published: Offsets  # publish only records at or above these offsets (empty: all)
+    note: str  # what a replay or an overlap means, for the log (empty: a plain new batch)
+
+
+def coverage(
+    batch_id: int,
+    start: Offsets | None,
+    end: Offsets | None,
+    last_batch: int,
+    published: Offsets | None,
+) -> Coverage:
+    """Compare batch `batch_id` ([start, end) per partition) with the last marker (`last_batch`,
+    `published`: its end offsets, None for a marker without them). A ScorestreamError when the
+    batch starts above what was published: the input in between would never be published."""
+    if published is None or end is None:
+        # A marker written before end offsets were recorded: batch ids are all there is.
+        if batch_id <= last_batch:
+            return Coverage(True, {}, f"committed before (last {last_batch})")
+        return Coverage(False, {}, "")
+    gaps = []
+    for topic, parts in (start or {}).items():
+        for partition, first in parts.items():
+            done = published.get(topic, {}).get(partition)
+            if done is not None and first > done:
+                gaps.append(f"{topic}/{partition} offsets {done}..{first - 1}")
+    if gaps:
+        msg = (
+            f"exactly-once: batch {batch_id} starts after what was published (last committed "
+            f"batch {last_batch}): {', '.join(gaps)} would never be published. The checkpoint "
+            "is newer than the marker topic's record of it; restore the matching checkpoint, "
+            "or start with a new checkpoint and --starting-offsets naming where to resume"
+        )
+        raise ScorestreamError(msg)
+    overlap: Offsets = {}  # partitions whose batch range starts below what was published
+    new = False  # some partition has records above what was published
+    for topic, parts in end.items():
+        for partition, last in parts.items():
+            done = published.get(topic, {}).get(partition)
+            begin = (start or {}).get(topic, {}).get(partition)
+            if done is None:  # a partition no marker knows (added to the topic): all new
+                new = new or begin is None or last > begin
+                continue
+            if begin is None or begin < done:
+                overlap.setdefault(topic, {})[partition] = done
+            new = new or last > done
+    if not new:
+        return Coverage(True, {}, f"its offsets were published before (last batch {last_batch})")
+    if not overlap:
+        return Coverage(False, {}, "")
+    where = ", ".join(
+        f"{t}/{p} below {o}" for t, parts in overlap.items() for p, o in parts.items()
+    )
+    return Coverage(
+        False,
+        overlap,
+        f"overlaps what was published up to batch {last_batch} ({where}): those records are "
+        "skipped, the rest is published",
+    )
+
+
+def advance(published: Offsets | None, end: Offsets | None) -> Offsets | None:
+    """The published end offsets after a batch ending at `end` (the larger per partition)."""
+    if end is None:
+        return published
+    merged = {t: dict(parts) for t, parts in (published or {}).items()}
+    for topic, parts in end.items():
+        mine = merged.setdefault(topic, {})
+        for partition, offset in parts.items():
+            mine[partition] = max(offset, mine.get(partition, offset))
+    return merged
 
 
 def query_id(checkpoint: Location, timeout_s: float = 30.0) -> str:
@@ -64,6 +190,7 @@ class TransactionalSink:
         transaction_timeout_ms: int = 300_000,
         timeout_s: float = 60.0,
         max_message_bytes: int | None = None,
+        after_commit: Callable[[int], None] = lambda _batch_id: None,
     ) -> None:
         self.kafka = kafka
         # The largest record the topics take (preflight); librdkafka's own default is 1e6.
@@ -72,8 +199,10 @@ class TransactionalSink:
         self.transactional_id = transactional_id
         self.transaction_timeout_ms = transaction_timeout_ms
         self.timeout_s = timeout_s
+        self.after_commit = after_commit  # a test hook: runs between commit and return
         self._producer: Any = None
         self.last_committed = -1
+        self.published: Offsets | None = None  # end offsets of the last marker (None: unknown)
 
     def start(self) -> None:
         """Fence earlier producers of this id and read the last committed batch (once)."""
@@ -107,11 +236,18 @@ class TransactionalSink:
             )
             raise StackError(msg) from exc
         self._producer = producer
-        self.last_committed = self._read_last_marker()
+        marker = self._read_last_marker()
+        self.last_committed = int(marker.get("batch_id", -1))
+        try:
+            self.published = _offsets(marker["end_offsets"]) if "end_offsets" in marker else None
+        except ValueError as exc:
+            msg = f"the last marker on {self.marker_topic} has bad end offsets: {exc}"
+            raise ScorestreamError(msg) from exc
         log.info(
-            "exactly-once: transactional id %s, last committed batch %d",
+            "exactly-once: transactional id %s, last committed batch %d, published up to %s",
             self.transactional_id,
             self.last_committed,
+            self.published,
         )
 
     def _size_options(self) -> dict[str, int]:
@@ -120,8 +256,10 @@ class TransactionalSink:
             return {}
         return {"message.max.bytes": self.max_message_bytes}
 
-    def _read_last_marker(self) -> int:
-        """The highest batch id committed under our transactional id (-1 for none)."""
+    def _read_last_marker(self) -> dict[str, Any]:
+        """The latest marker committed under our transactional id ({} for none). Markers of
+        one id share a key, hence a partition: the last one read is the latest (and the one
+        compaction keeps)."""
         from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
         consumer = Consumer(
@@ -134,7 +272,7 @@ class TransactionalSink:
                 }
             )
         )
-        last = -1
+        last: dict[str, Any] = {}
         try:
             meta = consumer.list_topics(self.marker_topic, timeout=self.timeout_s)
             partitions = meta.topics[self.marker_topic].partitions
@@ -154,27 +292,35 @@ class TransactionalSink:
                             pending.discard(record.partition())
                         continue
                     if record.key() == self.transactional_id.encode():
-                        last = max(
-                            last, int(json.loads(record.value() or b"{}").get("batch_id", -1))
-                        )
+                        last = json.loads(record.value() or b"{}")
         finally:
             consumer.close()
         return last
 
-    def publish(self, batch_id: int, records: Iterable[Record]) -> PublishResult:
-        """Publish a batch and its marker in one transaction, unless it was committed before."""
+    def coverage(self, batch_id: int, start: Offsets | None, end: Offsets | None) -> Coverage:
+        """What of batch `batch_id` ([start, end) per partition) is still to publish."""
+        if self._producer is None:
+            self._start()
+        return coverage(batch_id, start, end, self.last_committed, self.published)
+
+    def publish(
+        self, batch_id: int, records: Iterable[Record], end: Offsets | None = None
+    ) -> PublishResult:
+        """Publish a batch and its marker in one transaction, unless it was committed before
+        (by batch id; the caller compares offsets first with `coverage`)."""
         from confluent_kafka import KafkaException
 
         started = time.monotonic()
         if self._producer is None:
             self._start()
-        if batch_id <= self.last_committed:
+        if end is None and batch_id <= self.last_committed:
             log.warning(
                 "exactly-once: batch %d was committed before (last %d); replay skipped",
                 batch_id,
                 self.last_committed,
             )
             return PublishResult(0, True, time.monotonic() - started)
+        published = advance(self.published, end)
         producer = self._producer
         count = 0
         try:
@@ -189,7 +335,16 @@ class TransactionalSink:
                 count += 1
                 if count % 10_000 == 0:
                     producer.poll(0)
-            marker = {"query": self.transactional_id, "batch_id": batch_id, "records": count}
+            marker: dict[str, Any] = {
+                "query": self.transactional_id,
+                "batch_id": batch_id,
+                "records": count,
+            }
+            if published is not None:
+                marker["end_offsets"] = {
+                    t: {str(p): o for p, o in sorted(parts.items())}
+                    for t, parts in published.items()
+                }
             producer.produce(
                 self.marker_topic,
                 key=self.transactional_id.encode(),
@@ -204,6 +359,8 @@ class TransactionalSink:
             self._abort()
             raise
         self.last_committed = batch_id
+        self.published = published
+        self.after_commit(batch_id)
         return PublishResult(count, False, time.monotonic() - started)
 
     def _abort(self) -> None:
@@ -218,3 +375,25 @@ class TransactionalSink:
         if self._producer is not None:
             self._producer.flush(self.timeout_s)
             self._producer = None
+
+
+CRASH_EXIT_CODE = 75  # what the test hook exits with, so a test tells it from a real failure
+
+
+def crash_after(batch_id: int | None) -> Callable[[int], None]:
+    """The test hook of SCORESTREAM_TEST_CRASH_AFTER_COMMIT: once the transaction of batch
+    `batch_id` has committed, the process exits at once (no cleanup, like kill -9), before
+    Spark commits the batch to its checkpoint. A no-op for None."""
+
+    def hook(committed: int) -> None:
+        if committed == batch_id:
+            log.error(
+                "exactly-once test hook: exiting after the commit of batch %d, before Spark's "
+                "checkpoint commit",
+                committed,
+            )
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(CRASH_EXIT_CODE)
+
+    return hook

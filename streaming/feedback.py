@@ -12,6 +12,11 @@ Auto-promotion: once the window holds at least `min_labels` events with both cla
 challenger is promoted to champion when its metric beats the champion's by `margin` (ROC AUC
 higher, or log loss lower). The reason, with the figures, is written to the registry's alias
 record; the scorer picks the new champion up at its next micro-batch.
+
+The loop is a batch listener of its own: it reads each batch's champion scores from the scored
+rows, and the challenger's from the shadow scorer when one ran on that batch (`shadow`). So
+feedback works with `--shadow false` (champion figures only, no promotion), and a failed
+shadow batch costs the challenger's figures of that batch, never the champion's.
 """
 
 from __future__ import annotations
@@ -22,16 +27,22 @@ import math
 import threading
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from scorestream.errors import AliasConflict, ConfigError, ModelError
 from scorestream.kafka import KafkaSettings, describe_error
 from scorestream.models.source import ModelSource
-from scorestream.streaming.shadow import Compared
+from scorestream.streaming.shadow import Compared, ShadowScorer
+from scorestream.streaming.validate import REASON
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+    from scorestream.streaming.job import BatchStats, Scorer
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +148,23 @@ def parse_label(value: bytes | None) -> tuple[str, int] | None:
 
 
 class FeedbackLoop:
-    """Joins labels to scores and decides promotions. Fed by ShadowScorer (its observer)."""
+    """BatchListener: joins labels to scores and decides promotions; the challenger's scores
+    come from `shadow` (a ShadowScorer listening before this loop, with keep_pairs)."""
+
+    name = "feedback"
 
     def __init__(
-        self, settings: FeedbackSettings, registry: ModelSource, kafka: KafkaSettings | None = None
+        self,
+        settings: FeedbackSettings,
+        registry: ModelSource,
+        kafka: KafkaSettings | None = None,
+        shadow: ShadowScorer | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry
         self.kafka = kafka
+        self.shadow = shadow
+        self._event_id: Callable[[], str] = lambda: "event_id"
         # event_id -> (champion version, champion score, challenger version, challenger score)
         self._scores: OrderedDict[str, tuple[int, float, int | None, float | None]] = OrderedDict()
         self._pending: OrderedDict[str, int] = OrderedDict()
@@ -159,8 +179,31 @@ class FeedbackLoop:
         self.last: Figures | None = None
 
     # -- input -------------------------------------------------------------------------------
+    def attach(self, scorer: Scorer) -> None:
+        """Read the event id column from the scorer's serving model."""
+        holder = scorer.holder
+        self._event_id = lambda: holder.spec.event_id
+
+    def on_batch(self, scored: DataFrame, stats: BatchStats) -> None:
+        """One written batch: its scores (pairs from the shadow when it ran), then the labels
+        that came in, then the figures and a possible promotion."""
+        if stats.scored:
+            pairs = None if self.shadow is None else self.shadow.take_pairs(stats.batch_id)
+            self.add_scores(pairs if pairs is not None else self._champion_only(scored))
+        self.on_batch_end()
+
+    def _champion_only(self, scored: DataFrame) -> list[Compared]:
+        from pyspark.sql import functions as F
+
+        return [
+            (str(r[0]), int(r[1]), float(r[2]), None, None)
+            for r in scored.where(F.col(REASON).isNull())
+            .select(self._event_id(), "model_version", "score")
+            .toLocalIterator()
+        ]
+
     def add_scores(self, rows: Sequence[Compared]) -> None:
-        """Scores of one batch (ShadowScorer observer): remember them, join waiting labels."""
+        """Scores of one batch: remember them, join waiting labels."""
         with self._lock:
             cap = self.settings.max_scores
             for event_id, champ_v, champ_s, chall_v, chall_s in rows:
@@ -171,11 +214,6 @@ class FeedbackLoop:
                     self._join(event_id, label)
             while len(self._scores) > cap:
                 self._scores.popitem(last=False)
-
-    def __call__(self, rows: Sequence[Compared]) -> None:
-        """One batch's scores (the ShadowScorer observer): remember, read labels, evaluate."""
-        self.add_scores(rows)
-        self.on_batch_end()
 
     def add_labels(self, labels: Iterable[tuple[str, int]]) -> None:
         with self._lock:
@@ -315,7 +353,7 @@ class FeedbackLoop:
         return figures
 
     def on_batch_end(self) -> None:
-        """Poll labels, then evaluate (ShadowScorer calls this after each batch)."""
+        """Poll labels, then evaluate (after each batch)."""
         self.poll()
         figures = self.evaluate()
         if figures is not None:

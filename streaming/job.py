@@ -6,7 +6,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -15,16 +15,25 @@ from scorestream.contract.reasons import REASONS
 from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.fs import Location
 from scorestream.kafka import KafkaSettings
-from scorestream.models.source import open_source
+from scorestream.models.registry import event_fields
+from scorestream.models.source import ModelEntry, open_source
 from scorestream.paths import STATE_ROOT
 from scorestream.streaming import preflight
 from scorestream.streaming.avro_input import (
     InputFormat,
     WriterSchemas,
-    limit_decoder_allocations,
     load_writer_schemas,
+    prepare_decoding,
 )
-from scorestream.streaming.exactly_once import Record, TransactionalSink, query_id
+from scorestream.streaming.exactly_once import (
+    EXACTLY_ONCE_MAX_OFFSETS,
+    Offsets,
+    Record,
+    TransactionalSink,
+    batch_offsets,
+    crash_after,
+    query_id,
+)
 from scorestream.streaming.isolate import (
     Coordinate,
     Isolation,
@@ -33,13 +42,14 @@ from scorestream.streaming.isolate import (
     is_transient,
     summary,
 )
-from scorestream.streaming.model_holder import ModelHolder
+from scorestream.streaming.model_holder import ModelHolder, Probe
 from scorestream.streaming.registry_schemas import RegistryWriters, register_score_schema
 from scorestream.streaming.scoring import OutputFormat, ScoringPlan, Topics
 from scorestream.streaming.validate import REASON, ValidationSettings
 from scorestream.tally import Tallied, Tally, tally
 
 if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
@@ -70,6 +80,8 @@ class ScorerSettings:
     exactly_once: bool = False
     marker_topic: str = ""  # exactly-once batch markers (empty: <output topic>.markers)
     transaction_timeout_ms: int = 300_000
+    # exactly-once: records per micro-batch when max_offsets_per_trigger is unset.
+    exactly_once_batch_records: int = EXACTLY_ONCE_MAX_OFFSETS
     startup_timeout_s: float = 30.0  # how long to retry an unreachable broker
     # A batch failing for a reason not in its data (broker, network, authorisation) is
     # retried this many times, after 1, 2, 4... times the backoff (at most 30 s), then the
@@ -77,6 +89,9 @@ class ScorerSettings:
     batch_retries: int = 3
     retry_backoff_s: float = 1.0
     compiled: str = "auto"  # score by compiled expressions: auto (when parity holds), on, off
+    # Test hook (SCORESTREAM_TEST_CRASH_AFTER_COMMIT): hard-exit right after the transaction of
+    # this batch commits, before Spark commits the batch to its checkpoint.
+    crash_after_commit: int | None = None
     # False: score and count each batch for the listeners, write nothing (the micro-batch
     # query that monitors a real-time scorer, see streaming/realtime.py).
     publish: bool = True
@@ -84,6 +99,14 @@ class ScorerSettings:
     @property
     def markers(self) -> str:
         return self.marker_topic or f"{self.output_topic}.markers"
+
+    @property
+    def offsets_per_trigger(self) -> int | None:
+        """Records per micro-batch: the user's cap, else in exactly-once mode one a
+        transaction carries well within its timeout (a backlog becomes many batches)."""
+        if self.max_offsets_per_trigger:
+            return self.max_offsets_per_trigger
+        return self.exactly_once_batch_records if self.exactly_once else None
 
     def bound(self) -> dict[str, object]:
         """What a checkpoint is bound to (see streaming/preflight.py)."""
@@ -117,6 +140,12 @@ class ScorerSettings:
 
 
 MAX_RESTARTS = 5
+DRY_RUN_ROWS = 200  # rows of the current batch a new model version must score before it serves
+
+
+def listener_name(listener: object) -> str:
+    """A listener's name in logs and metrics: its `name` attribute, else its class name."""
+    return str(getattr(listener, "name", None) or type(listener).__name__)
 
 
 def _is_spark_55271(exc: object) -> bool:
@@ -148,8 +177,10 @@ class BatchStats:
     replay_skipped: bool = False
     # Seconds per step of the batch (plan, write, count, listeners), for logs and benchmarks.
     phases: dict[str, float] = field(default_factory=dict)
-    # What the listeners' tallies found (see TallyingListener).
+    # What the listeners' tallies found (see TallyingListener); False when they failed and
+    # the batch was counted by reason alone.
     tallies: Tallied = field(default_factory=lambda: Tallied({}, {}))
+    listener_tallies: bool = True
 
 
 @dataclass
@@ -179,8 +210,8 @@ def kafka_source(spark: SparkSession, kafka: KafkaSettings, s: ScorerSettings) -
         .option("startingOffsets", s.starting_offsets)
         .option("failOnDataLoss", str(s.fail_on_data_loss).lower())
     )
-    if s.max_offsets_per_trigger:
-        reader = reader.option("maxOffsetsPerTrigger", str(s.max_offsets_per_trigger))
+    if s.offsets_per_trigger:
+        reader = reader.option("maxOffsetsPerTrigger", str(s.offsets_per_trigger))
     if s.min_partitions:
         reader = reader.option("minPartitions", str(s.min_partitions))
     return reader.load()
@@ -222,8 +253,9 @@ class BatchListener(Protocol):
     typed feature columns, `_reason` (null for scored rows), `score`, `prediction`,
     `model_version`, `_scored_at`. Listeners run on the scorer's accounting thread once the
     batch is on Kafka, overlapping the next batch (at most one batch is in flight:
-    `Scorer.settle()` waits for it). A listener must not fail the batch: exceptions are logged
-    and counted.
+    `Scorer.settle()` waits for it). A listener cannot fail the batch: its exceptions are
+    logged and counted (`on_listener_failure`, scorestream_listener_failures_total) under its
+    `name` attribute (else its class name).
     """
 
     def on_batch(self, scored: DataFrame, stats: BatchStats) -> None: ...
@@ -254,10 +286,16 @@ class Scorer:
         self.spark = spark
         self.listeners = tuple(listeners)
         self.listener_failures = 0
+        # Hears the name of every failed listener (or "tallies", "accounting"): the metrics.
+        self.on_listener_failure: Callable[[str], None] = lambda _name: None
         self.kafka = kafka
         self.settings = settings
         self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
-        self.holder = ModelHolder(self.registry, ref, compile_mode=settings.compiled)
+        fmt = settings.input_format
+        # A new version's fields must keep the kinds of the event contract (Avro input), or
+        # of the serving spec (JSON input, decoded by the spec).
+        fields = None if fmt.kind == "json" else event_fields(fmt.reader_schema)
+        self.holder = ModelHolder(self.registry, ref, fields=fields, compile_mode=settings.compiled)
         self.totals = Totals()
         self.last_batch: BatchStats | None = None
         self.query: StreamingQuery | None = None
@@ -302,20 +340,28 @@ class Scorer:
         started = time.monotonic()
         if batch.rdd.getNumPartitions() == 0:
             return  # no offsets in this batch: nothing to write
-        self.holder.refresh()
+        s = self.settings
+        end: Offsets | None = None
+        if s.exactly_once:
+            unpublished, end = self._unpublished(batch, batch_id)
+            if unpublished is None:
+                # Counted and seen by listeners in the run that committed it.
+                self.settle()
+                duration = time.monotonic() - started
+                version = self.holder.version
+                self.last_batch = BatchStats(batch_id, 0, 0, {}, duration, version, True)
+                return
+            batch = unpublished
+        self.holder.refresh(self._dry_run(batch))
         version = self.holder.entry.version
         plan = self._plan(batch)
-        scored, skipped, phases = self._write_resilient(batch, batch_id, plan, started)
+        scored, phases = self._write_resilient(batch, batch_id, plan, started, end)
         accounted = False
         try:
             duration = time.monotonic() - started
             # The previous batch's accounting is done before this one's starts: at most one
             # batch is in flight, and its rows are released.
             self.settle()
-            if skipped:
-                # Counted and seen by listeners in the run that committed it.
-                self.last_batch = BatchStats(batch_id, 0, 0, {}, duration, version, True, phases)
-                return
             work = self._accountant.submit(
                 self._account, scored, batch_id, version, duration, phases
             )
@@ -327,8 +373,13 @@ class Scorer:
                 scored.unpersist()
 
     def _write_resilient(
-        self, batch: DataFrame, batch_id: int, plan: ScoringPlan, started: float
-    ) -> tuple[DataFrame, bool, dict[str, float]]:
+        self,
+        batch: DataFrame,
+        batch_id: int,
+        plan: ScoringPlan,
+        started: float,
+        end: Offsets | None,
+    ) -> tuple[DataFrame, dict[str, float]]:
         """Write the batch; when that fails for a reason in its records, isolate them (dead
         letters PROCESSING_ERROR) and write again; any other failure is retried with backoff,
         at most `batch_retries` times, then stops the query."""
@@ -337,7 +388,7 @@ class Scorer:
         attempts = 0
         while True:
             try:
-                return self._write(batch, batch_id, plan, isolation, started)
+                return self._write(batch, batch_id, plan, isolation, started, end)
             except StopRequested:
                 raise
             except Exception as exc:
@@ -391,9 +442,11 @@ class Scorer:
         plan: ScoringPlan,
         isolation: Isolation,
         started: float,
-    ) -> tuple[DataFrame, bool, dict[str, float]]:
-        """Score and publish the batch (the isolated records as dead letters); return the
-        cached scored rows, whether it was a skipped replay, and the phase timings."""
+        end: Offsets | None,
+    ) -> tuple[DataFrame, dict[str, float]]:
+        """Score and publish the batch (the isolated records as dead letters; exactly-once:
+        in one transaction with a marker of `end`); return the cached scored rows and the
+        phase timings."""
         from pyspark import StorageLevel
 
         s = self.settings
@@ -403,16 +456,15 @@ class Scorer:
         try:
             out = plan.kafka(scored, self.topics, self._output)
             phases = {"plan": time.monotonic() - started}
-            skipped = False
             if s.exactly_once:
-                skipped = self._publish_transaction(out, batch_id)
+                self._publish_transaction(out, batch_id, end)
             elif s.publish:
                 out.write.format("kafka").options(**self._sink_options()).save()
             phases["write"] = time.monotonic() - started - sum(phases.values())
         except BaseException:
             scored.unpersist()
             raise
-        return scored, skipped, phases
+        return scored, phases
 
     def _sink_options(self) -> dict[str, str]:
         return self.kafka.spark_sink_options(max_request_bytes=self.max_request_bytes)
@@ -468,7 +520,15 @@ class Scorer:
         This overlaps the next batch's trigger, planning and write instead of delaying them.
         """
         started = time.monotonic()
-        tallied = self._tally(scored, version)
+        complete = True
+        try:
+            tallied = self._tally(scored, version)
+        except Exception:
+            # A listener's tally column failed in Spark: count the batch by reason alone.
+            complete = False
+            self._listener_failed("tallies")
+            log.exception("the listeners' tallies of batch %d failed; counting by reason", batch_id)
+            tallied = self._tally(scored, version, listeners=False)
         reasons = by_reason(tallied)
         phases["count"] = time.monotonic() - started
         dead = {reason: n for reason, n in reasons.items() if reason is not None}
@@ -481,12 +541,13 @@ class Scorer:
             model_version=version,
             phases=phases,
             tallies=tallied,
+            listener_tallies=complete,
         )
         for listener in self.listeners:
             try:
                 listener.on_batch(scored, stats)
             except Exception:
-                self.listener_failures += 1
+                self._listener_failed(listener_name(listener))
                 log.exception("batch listener %r failed on batch %d", listener, batch_id)
         phases["listeners"] = time.monotonic() - started - phases["count"]
         self.totals.add(stats)
@@ -502,7 +563,14 @@ class Scorer:
             stats.model_version,
         )
 
-    def _tally(self, scored: DataFrame, version: int) -> Tallied:
+    def _listener_failed(self, name: str) -> None:
+        self.listener_failures += 1
+        try:
+            self.on_listener_failure(name)
+        except Exception:  # the metrics must not fail the batch either
+            log.exception("counting a failure of %s failed", name)
+
+    def _tally(self, scored: DataFrame, version: int, listeners: bool = True) -> Tallied:
         """The counts by reason and every listener's batch tallies, in one Spark job.
 
         One task (coalesce(1)) reads the cached rows, and the other core stays with the next
@@ -512,7 +580,7 @@ class Scorer:
 
         projections: list[Column] = [F.col(REASON)]
         tallies: dict[str, Tally] = {REASONS_TALLY: reasons_tally()}
-        for listener in self.listeners:
+        for listener in self.listeners if listeners else ():
             hook = getattr(listener, "batch_tallies", None)
             if hook is None:
                 continue
@@ -523,7 +591,7 @@ class Scorer:
                     msg = f"tally names {sorted(taken)} are already taken"
                     raise ScorestreamError(msg)
             except Exception:
-                self.listener_failures += 1
+                self._listener_failed(listener_name(listener))
                 log.exception("batch listener %r failed to give its tallies", listener)
                 continue
             projections += more_columns
@@ -532,7 +600,8 @@ class Scorer:
 
     def settle(self, timeout_s: float = 300.0) -> None:
         """Wait until the last written batch is counted and its listeners ran (totals,
-        `last_batch` and metrics then include it), and release its cached rows."""
+        `last_batch` and metrics then include it), and release its cached rows. A failure
+        of the accounting is logged and counted, never raised: the batch is on Kafka."""
         with self._inflight_lock:
             if self._inflight is None:
                 return
@@ -541,8 +610,11 @@ class Scorer:
             try:
                 work.result(timeout=timeout_s)
             except Exception:
-                log.exception("accounting of a written batch failed: its counts are missing")
-                raise
+                self._listener_failed("accounting")
+                log.exception(
+                    "accounting of a written batch failed: it is published, its counts and "
+                    "listeners are missing"
+                )
             finally:
                 scored.unpersist()
 
@@ -590,8 +662,21 @@ class Scorer:
                 log.error("writer schema id %d is not used: %s", schema_id, problem)
         return self._writers
 
-    def _publish_transaction(self, out: DataFrame, batch_id: int) -> bool:
-        """Publish the batch in one Kafka transaction; True when it was a skipped replay."""
+    def _dry_run(self, batch: DataFrame) -> Probe:
+        """A new version must score the first rows of the batch it would serve first."""
+
+        def probe(entry: ModelEntry, model: PipelineModel) -> None:
+            s = self.settings
+            sample = batch.limit(DRY_RUN_ROWS)
+            writers = self._writer_schemas()
+            plan = ScoringPlan(
+                sample, model, entry.version, entry.spec, s.validation, s.input_format, writers
+            )
+            plan.scored(sample).select("score").collect()
+
+        return probe
+
+    def _transactional_sink(self) -> TransactionalSink:
         s = self.settings
         if self._sink is None:
             self._sink = TransactionalSink(
@@ -600,22 +685,53 @@ class Scorer:
                 f"scorestream-{query_id(s.checkpoint_dir)}",
                 s.transaction_timeout_ms,
                 max_message_bytes=self.max_request_bytes,
+                after_commit=crash_after(s.crash_after_commit),
             )
         self._sink.start()
-        if batch_id <= self._sink.last_committed:
-            result = self._sink.publish(batch_id, ())
-        else:
-            rows = out.toLocalIterator(prefetchPartitions=True)
-            records: Iterator[Record] = (
-                (
-                    r["topic"],
-                    None if r["key"] is None else bytes(r["key"]),
-                    None if r["value"] is None else bytes(r["value"]),
-                    [(h["key"], bytes(h["value"] or b"")) for h in r["headers"] or ()],
+        return self._sink
+
+    def _unpublished(
+        self, batch: DataFrame, batch_id: int
+    ) -> tuple[DataFrame | None, Offsets | None]:
+        """Exactly-once: the batch's rows not yet published (None: all were) and its end
+        offsets, from comparing Spark's offset log with the last committed marker."""
+        from pyspark.sql import functions as F
+
+        s = self.settings
+        sink = self._transactional_sink()
+        end = batch_offsets(s.checkpoint_dir, batch_id, s.input_topic)
+        start = batch_offsets(s.checkpoint_dir, batch_id - 1, s.input_topic) if batch_id else None
+        found = sink.coverage(batch_id, start, end)
+        if found.skip:
+            log.warning("exactly-once: batch %d: %s; replay skipped", batch_id, found.note)
+            return None, end
+        if not found.published:
+            return batch, end
+        log.warning("exactly-once: batch %d %s", batch_id, found.note)
+        done = F.lit(False)
+        for topic, parts in found.published.items():
+            for partition, offset in parts.items():
+                done = done | (
+                    (F.col("topic") == topic)
+                    & (F.col("partition") == partition)
+                    & (F.col("offset") < offset)
                 )
-                for r in rows
+        return batch.where(~done), end
+
+    def _publish_transaction(self, out: DataFrame, batch_id: int, end: Offsets | None) -> None:
+        """Publish the batch in one Kafka transaction, with a marker of its end offsets."""
+        sink = self._transactional_sink()
+        rows = out.toLocalIterator(prefetchPartitions=True)
+        records: Iterator[Record] = (
+            (
+                r["topic"],
+                None if r["key"] is None else bytes(r["key"]),
+                None if r["value"] is None else bytes(r["value"]),
+                [(h["key"], bytes(h["value"] or b"")) for h in r["headers"] or ()],
             )
-            result = self._sink.publish(batch_id, records)
+            for r in rows
+        )
+        result = sink.publish(batch_id, records, end)
         log.info(
             "batch %d: %s %d records in one transaction in %.3f s",
             batch_id,
@@ -623,7 +739,6 @@ class Scorer:
             result.records,
             result.seconds,
         )
-        return result.skipped
 
     def preflight(self) -> None:
         """Start-up checks: broker reachable, topics there, checkpoint ours, schemas usable."""
@@ -639,14 +754,10 @@ class Scorer:
             compacted=[s.markers] if s.exactly_once else None,
         )
         self.topics, self.max_request_bytes = preflight.sink_limits(self.kafka, s.topics)
-        if s.input_format.kind != "json":
-            from scorestream.avro import read_schema
-            from scorestream.streaming.avro_input import check_reader_schema
-
-            fmt = s.input_format
-            check_reader_schema(read_schema(fmt.reader_schema), self.holder.spec, fmt.reader_schema)
-            limit_decoder_allocations(self.spark, s.validation.max_record_bytes)
-            self._writer_schemas()
+        prepare_decoding(
+            self.spark, s.input_format, self.holder.spec, s.validation.max_record_bytes
+        )
+        self._writer_schemas()
         self._output = register_score_schema(s.output_format, s.output_topic)
         preflight.write_manifest(s.checkpoint_dir, s.bound())
 

@@ -112,6 +112,8 @@ class ScorerMonitor:
     registers the progress listener), then ``monitor.close()`` after the scorer stopped.
     """
 
+    name = "monitor"
+
     def __init__(
         self,
         spark: SparkSession,
@@ -162,6 +164,9 @@ class ScorerMonitor:
 
         holder.on_swap = on_swap
         holder.on_failure = on_failure
+        scorer.on_listener_failure = self.metrics.listener_failed
+        if holder.fallback is not None:  # the champion was refused at start-up
+            self.metrics.model_load_failed()
         self.metrics.set_model(holder.version, ref)
         self._load_reference(holder.version)
         if self._server is None:
@@ -285,8 +290,8 @@ class ScorerMonitor:
 
     def _read(self, stats: BatchStats) -> None:
         tallied = stats.tallies
-        if stats.model_version != self.reference_version:
-            return  # tallied for another reference (a failed hook): counters only
+        if stats.model_version != self.reference_version or not stats.listener_tallies:
+            return  # tallied for another reference, or the tallies failed: counters only
         n_buckets = len(self._latency_bounds()) + 1
         self.metrics.end_to_end_latency.observe_counts(
             tallied.array(_LATENCY, n_buckets), tallied.sum(_LATENCY)

@@ -27,6 +27,7 @@ from scorestream.kafka import KafkaSettings, topic_partitions
 from scorestream.models.parity import choose_route
 from scorestream.models.source import ModelEntry, open_source
 from scorestream.streaming import preflight
+from scorestream.streaming.avro_input import prepare_decoding
 from scorestream.streaming.job import kafka_source
 from scorestream.streaming.scoring import ScoringPlan, Topics
 
@@ -224,6 +225,8 @@ class RealtimeScorer:
                 "give Spark at least as many cores (--master local[N]) or use micro-batch mode"
             )
             raise ConfigError(msg)
+        # The same Avro guard as the micro-batch scorer: random bytes cannot exhaust the heap.
+        prepare_decoding(self.spark, s.input_format, self.entry.spec, s.validation.max_record_bytes)
         preflight.write_manifest(s.checkpoint_dir, bound)
 
     def start(self) -> StreamingQuery:

@@ -5,14 +5,16 @@ It runs after the champion's scores are written, on the cached batch, so the cha
 is untouched; what it costs is extra time per batch (one more model transform and one Kafka
 write of the good rows), measured in docs/operations.md. The challenger is followed like the
 champion: the alias is re-read every batch, a version that fails to load or needs a field the
-events lack is logged with its path and reason, counted, and not tried again.
+events lack is logged with its path and reason, counted, and not tried again (the same
+AliasFollower as the champion's, streaming/model_holder.py, dry run included). The feedback loop
+reads the batch's score pairs from here when it listens too (`keep_pairs`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -23,13 +25,14 @@ from scorestream.models.evaluate import score_column
 from scorestream.models.source import ModelSource
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.streaming.job import BatchStats
-from scorestream.streaming.model_holder import check_compatible
+from scorestream.streaming.model_holder import AliasFollower, Probe
 from scorestream.streaming.validate import REASON
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame
 
+    from scorestream.models.source import ModelEntry
     from scorestream.streaming.job import Scorer
 
 log = logging.getLogger(__name__)
@@ -58,51 +61,6 @@ class Agreement:
     records: int
     agreement: float  # share of equal predictions
     mean_abs_diff: float  # mean |challenger score - champion score|
-
-
-class ChallengerHolder:
-    """The challenger model, reloaded when its alias moves; absent when the alias is unset."""
-
-    def __init__(
-        self, registry: ModelSource, alias: str, on_failure: Callable[[str], None]
-    ) -> None:
-        self.registry = registry
-        self.alias = alias
-        self.on_failure = on_failure
-        self.version: int | None = None
-        self.model: PipelineModel | None = None
-        self.spec: FeatureSpec | None = None
-        self._failed: set[int] = set()
-
-    def refresh(self, serving: FeatureSpec) -> bool:
-        """Follow the alias (one small file read); True when a challenger is ready."""
-        target = self.registry.alias(self.alias)
-        if target is None:
-            if self.version is not None:
-                log.warning("alias %s cleared: shadow scoring stops", self.alias)
-            self.version, self.model, self.spec = None, None, None
-            return False
-        wanted = int(target["version"])
-        if wanted == self.version:
-            return True
-        if wanted in self._failed:
-            return self.version is not None
-        try:
-            entry, model = self.registry.load(wanted)
-            check_compatible(serving, entry.spec, str(entry.path))
-        except ModelError as exc:
-            self._failed.add(wanted)
-            log.error(
-                "challenger v%d not loaded (%s); %s",
-                wanted,
-                exc,
-                f"v{self.version} keeps shadowing" if self.version else "no shadow scoring",
-            )
-            self.on_failure(str(exc))
-            return self.version is not None
-        log.warning("challenger: v%s -> v%d", self.version, wanted)
-        self.version, self.model, self.spec = wanted, model, entry.spec
-        return True
 
 
 def compare(
@@ -153,9 +111,14 @@ def to_shadow_records(compared: DataFrame, topic: str) -> DataFrame:
     )
 
 
+DRY_RUN_ROWS = 200  # rows of the current batch a new challenger must score before it shadows
+
+
 class ShadowScorer:
     """BatchListener: challenger scores of every batch to `<output topic>.shadow`, agreement
-    figures to the metrics, and (when a feedback loop listens) the score pairs to it."""
+    figures to the metrics, and (`keep_pairs`, for the feedback loop) the batch's score pairs."""
+
+    name = "shadow"
 
     def __init__(
         self,
@@ -163,12 +126,13 @@ class ShadowScorer:
         registry: ModelSource,
         settings: ShadowSettings,
         metrics: ScorerMetrics | None = None,
-        observers: Sequence[Callable[[list[Compared]], None]] = (),
+        keep_pairs: bool = False,
     ) -> None:
         self.kafka = kafka
         self.settings = settings
         self.metrics = metrics
-        self.observers = tuple(observers)
+        self.keep_pairs = keep_pairs
+        self._pairs: tuple[int, list[Compared]] | None = None
         self.load_failures = 0
         self.records = 0  # compared records since start, and their running sums:
         self.equal_total = 0
@@ -176,7 +140,9 @@ class ShadowScorer:
         self.seconds = 0.0  # wall time spent shadow scoring (it lengthens the batches)
         self.batches = 0
         self.last: Agreement | None = None
-        self.holder = ChallengerHolder(registry, settings.alias, self._failed)
+        self.holder = AliasFollower(
+            registry, settings.alias, role="challenger", optional=True, on_failure=self._failed
+        )
         self._topic_ready = False
         self._spec: Callable[[], FeatureSpec] | None = None
 
@@ -197,8 +163,17 @@ class ShadowScorer:
             ensure_topics(self.kafka, [s.topic], partitions=s.topic_partitions)
             self._topic_ready = True
 
+    def take_pairs(self, batch_id: int) -> list[Compared] | None:
+        """The (champion, challenger) score pairs of batch `batch_id`, once; None when this
+        batch was not shadow-scored (no challenger, or it failed)."""
+        kept, self._pairs = self._pairs, None
+        if kept is None or kept[0] != batch_id:
+            return None
+        return kept[1]
+
     def on_batch(self, scored: DataFrame, stats: BatchStats) -> None:
         started = time.monotonic()
+        self._pairs = None
         try:
             self._on_batch(scored, stats)
         finally:
@@ -212,14 +187,13 @@ class ShadowScorer:
             msg = "ShadowScorer.attach(scorer) must be called before the scorer starts"
             raise ModelError(msg)
         spec = self._spec()
-        ready = self.holder.refresh(spec) if stats.scored else False
+        if stats.scored:
+            self.holder.follow(spec, self._probe(scored, spec))
         version = self.holder.version
-        if not ready or version is None or version == stats.model_version:
-            if self.observers and stats.scored:
-                self._notify_champion_only(scored, spec)
+        if version is None or version == stats.model_version or not stats.scored:
             return
-        assert self.holder.model is not None
-        compared = compare(scored, spec, self.holder.model, version)
+        assert self.holder.current is not None
+        compared = compare(scored, spec, self.holder.current.model, version)
         compared = compared.persist(StorageLevel.MEMORY_AND_DISK)
         try:
             self._ensure_topic()
@@ -235,7 +209,7 @@ class ShadowScorer:
             ).first()
             assert row is not None
             n = int(row["n"])
-            if n and self.observers:
+            if n and self.keep_pairs:
                 pairs: list[Compared] = [
                     (
                         r["event_id"],
@@ -252,8 +226,7 @@ class ShadowScorer:
                         "challenger_score",
                     ).toLocalIterator()
                 ]
-                for observe in self.observers:
-                    observe(pairs)
+                self._pairs = (stats.batch_id, pairs)
         finally:
             compared.unpersist()
         if not n:
@@ -282,14 +255,12 @@ class ShadowScorer:
             self.last.mean_abs_diff,
         )
 
-    def _notify_champion_only(self, scored: DataFrame, spec: FeatureSpec) -> None:
-        from pyspark.sql import functions as F
+    @staticmethod
+    def _probe(scored: DataFrame, spec: FeatureSpec) -> Probe:
+        """A dry run of a new challenger on the first rows of the batch it would shadow."""
 
-        pairs: list[Compared] = [
-            (r[0], int(r[1]), float(r[2]), None, None)
-            for r in scored.where(F.col(REASON).isNull())
-            .select(spec.event_id, "model_version", "score")
-            .toLocalIterator()
-        ]
-        for observe in self.observers:
-            observe(pairs)
+        def dry_run(entry: ModelEntry, model: PipelineModel) -> None:
+            sample = scored.limit(DRY_RUN_ROWS)
+            compare(sample, spec, model, entry.version).select("challenger_score").collect()
+
+        return dry_run

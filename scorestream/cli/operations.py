@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from scorestream import options as opt
@@ -151,6 +152,12 @@ def feedback_settings(args: argparse.Namespace) -> FeedbackSettings | None:
             msg = "--auto-promote needs --labels-topic (promotions are decided on labels)"
             raise ConfigError(msg)
         return None
+    if args.auto_promote and not args.shadow:
+        msg = (
+            "--auto-promote needs --shadow true: a promotion compares the challenger's shadow "
+            "scores with the champion's"
+        )
+        raise ConfigError(msg)
     return FeedbackSettings(
         labels_topic=args.labels_topic,
         window=args.feedback_window,
@@ -167,28 +174,34 @@ def operation_listeners(
     settings: ScorerSettings,
     metrics: ScorerMetrics | None,
 ) -> tuple[list[BatchListener], list[ShadowScorer], list[FeedbackLoop]]:
-    """The shadow scorer (and the feedback loop it feeds), per the flags; call attach()."""
+    """The shadow scorer (`--shadow`) and the feedback loop (`--labels-topic`), each its own
+    listener, the loop after the shadow so it reads the batch's challenger scores; attach()."""
     feedback = feedback_settings(args)
     if args.trigger != "microbatch":
         return [], [], []
-    if not args.shadow and feedback is None:
-        return [], [], []
     registry, _ = open_source(settings.registry, settings.model, settings.mlflow_uri)
-    loops = [FeedbackLoop(feedback, registry, kafka)] if feedback is not None else []
-    topic = shadow_topic(args, settings)
-    shadow = ShadowScorer(
-        kafka,
-        registry,
-        ShadowSettings(topic=topic, topic_partitions=settings.topic_partitions),
-        metrics,
-        observers=loops,
-    )
-    return [shadow], [shadow], loops
+    shadows = []
+    if args.shadow:
+        topic = shadow_topic(args, settings)
+        shadows.append(
+            ShadowScorer(
+                kafka,
+                registry,
+                ShadowSettings(topic=topic, topic_partitions=settings.topic_partitions),
+                metrics,
+                keep_pairs=feedback is not None,
+            )
+        )
+    loops = []
+    if feedback is not None:
+        loops.append(FeedbackLoop(feedback, registry, kafka, shadows[0] if shadows else None))
+    return [*shadows, *loops], shadows, loops
 
 
-def attach(scorer: Scorer, shadows: list[ShadowScorer]) -> None:
-    for shadow in shadows:
-        shadow.attach(scorer)
+def attach(scorer: Scorer, listeners: Sequence[ShadowScorer | FeedbackLoop]) -> None:
+    """Point each operation listener at the scorer's serving model (the event fields)."""
+    for listener in listeners:
+        listener.attach(scorer)
 
 
 def realtime_master(args: argparse.Namespace, kafka: KafkaSettings, partitions: int) -> str | None:

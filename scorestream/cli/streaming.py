@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -29,6 +30,7 @@ from scorestream.fs import location
 from scorestream.models.parity import COMPILE_MODES
 from scorestream.schema_registry import SchemaRegistrySettings
 from scorestream.streaming.avro_input import INPUT_FORMATS, InputFormat
+from scorestream.streaming.exactly_once import EXACTLY_ONCE_MAX_OFFSETS
 from scorestream.streaming.job import Scorer, ScorerSettings, validate_settings
 from scorestream.streaming.monitor import ScorerMonitor
 from scorestream.streaming.scoring import OUTPUT_FORMATS, OutputFormat
@@ -86,7 +88,8 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         env="SCORESTREAM_MAX_OFFSETS_PER_TRIGGER",
         default=None,
         type=opt.positive_int,
-        help="cap on records per micro-batch",
+        help="cap on records per micro-batch (with --exactly-once, unset means "
+        f"{EXACTLY_ONCE_MAX_OFFSETS:,}: one transaction per bounded batch)",
     )
     opt.add(
         p,
@@ -234,6 +237,18 @@ def _schema_registry(args: argparse.Namespace) -> SchemaRegistrySettings | None:
     return registry
 
 
+def _crash_hook() -> int | None:
+    """SCORESTREAM_TEST_CRASH_AFTER_COMMIT=<batch id>: a test-only hook (no flag) that makes an
+    exactly-once scorer exit hard right after that batch's transaction commits."""
+    raw = os.environ.get("SCORESTREAM_TEST_CRASH_AFTER_COMMIT", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit():
+        msg = f"SCORESTREAM_TEST_CRASH_AFTER_COMMIT={raw!r} is not valid; expected a batch id"
+        raise ConfigError(msg)
+    return int(raw)
+
+
 def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
     registry = _schema_registry(args)
     settings = ScorerSettings(
@@ -267,6 +282,7 @@ def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
         compiled=args.compiled,
         create_topics=args.create_topics,
         startup_timeout_s=args.startup_timeout,
+        crash_after_commit=_crash_hook(),
     )
     validate_settings(settings)
     return settings
@@ -285,7 +301,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     extra, shadows, loops = ops.operation_listeners(args, kafka, settings, monitor.metrics)
     scorer = Scorer(spark, kafka, settings, listeners=[monitor, *extra])
     monitor.attach(scorer)
-    ops.attach(scorer, shadows)
+    ops.attach(scorer, [*shadows, *loops])
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -101,10 +101,12 @@ def headers(message: Any) -> dict[str, str]:
     return {k: v.decode() for k, v in message.headers() or []}
 
 
-def scorer_process(args: Sequence[str], log: Path) -> subprocess.Popen[bytes]:
+def scorer_process(
+    args: Sequence[str], log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """`scorestream score ...` as a child in its own process group (JVM included)."""
     out = log.open("ab")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
         [sys.executable, "-m", "scorestream", "--log-level", "info", "score", *args],
         stdout=out,

@@ -118,13 +118,16 @@ def _run(
     events, labels = _events(seed)
     source, output = topic_factory("sh-in", partitions=2), topic_factory("sh-out")
     labels_topic = topic_factory("sh-labels", partitions=1)
-    feedback = FeedbackLoop(
-        FeedbackSettings(**{**settings.__dict__, "labels_topic": labels_topic}), registry, kafka
-    )
     metrics = ScorerMetrics(CollectorRegistry())
     durations = Durations()
     shadow = ShadowScorer(
-        kafka, registry, ShadowSettings(topic=f"{output}.shadow"), metrics, observers=[feedback]
+        kafka, registry, ShadowSettings(topic=f"{output}.shadow"), metrics, keep_pairs=True
+    )
+    feedback = FeedbackLoop(
+        FeedbackSettings(**{**settings.__dict__, "labels_topic": labels_topic}),
+        registry,
+        kafka,
+        shadow,
     )
     scorer = Scorer(
         spark,
@@ -136,9 +139,10 @@ def _run(
             checkpoint=tmp_path / "checkpoint",
             max_offsets_per_trigger=CHUNK,
         ),
-        listeners=[shadow, durations],
+        listeners=[shadow, feedback, durations],
     )
     shadow.attach(scorer)
+    feedback.attach(scorer)
     scorer.start()
     try:
         scorer.wait_ready()

@@ -40,13 +40,23 @@ def test_labels_topic_builds_a_feedback_loop_fed_by_the_shadow() -> None:
         "--feedback-window", "100", "--promote-margin", "0.02", "--shadow-topic", "sh",
     )  # fmt: skip
     settings = scorer_settings(args)  # type: ignore[arg-type]
-    _, shadows, loops = ops.operation_listeners(args, KafkaSettings(), settings, None)  # type: ignore[arg-type]
+    listeners, shadows, loops = ops.operation_listeners(args, KafkaSettings(), settings, None)  # type: ignore[arg-type]
     assert [type(x) for x in loops] == [FeedbackLoop]
-    assert shadows[0].observers == (loops[0],) and shadows[0].settings.topic == "sh"
+    # Two listeners, the loop after the shadow (it reads the batch's pairs from it).
+    assert listeners == [shadows[0], loops[0]] and loops[0].shadow is shadows[0]
+    assert shadows[0].keep_pairs and shadows[0].settings.topic == "sh"
     s = loops[0].settings
     assert (s.labels_topic, s.window, s.min_labels, s.margin, s.auto_promote) == (
         "labels", 100, 50, 0.02, True,
     )  # fmt: skip
+
+
+def test_shadow_false_with_labels_builds_the_feedback_loop_alone() -> None:
+    args = _args("--shadow", "false", "--labels-topic", "labels")
+    settings = scorer_settings(args)  # type: ignore[arg-type]
+    listeners, shadows, loops = ops.operation_listeners(args, KafkaSettings(), settings, None)  # type: ignore[arg-type]
+    assert shadows == [] and [type(x) for x in listeners] == [FeedbackLoop]
+    assert listeners == loops and loops[0].shadow is None
 
 
 def test_shadow_off_and_realtime_build_no_listener() -> None:
@@ -60,6 +70,10 @@ def test_shadow_off_and_realtime_build_no_listener() -> None:
     ("argv", "text"),
     [
         (["--auto-promote"], "--auto-promote needs --labels-topic"),
+        (
+            ["--labels-topic", "l", "--auto-promote", "--shadow", "false"],
+            "--auto-promote needs --shadow true",
+        ),
         (["--trigger", "realtime", "--labels-topic", "l"], "need micro-batch mode"),
         (["--trigger", "realtime", "--exactly-once"], "needs micro-batch mode"),
         (["--trigger", "realtime", "--min-partitions", "4"], "not supported in real-time mode"),

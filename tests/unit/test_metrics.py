@@ -63,6 +63,8 @@ def exercised_registry() -> CollectorRegistry:
     metrics.set_progress(1234.5, 42)
     metrics.set_model(3, "champion")
     metrics.model_load_failed()
+    metrics.listener_failed("shadow")
+    metrics.listener_failed("shadow")
     metrics.set_drift(_report())
     metrics.set_shadow(0.97, 0.012, 90)
     return registry
@@ -94,6 +96,7 @@ def test_record_batch_counts_and_histograms() -> None:
     assert _value(registry, "scorestream_input_rows_per_second") == 1234.5
     assert _value(registry, "scorestream_offsets_behind_latest") == 42
     assert _value(registry, "scorestream_model_load_failures_total") == 1
+    assert _value(registry, "scorestream_listener_failures_total", listener="shadow") == 2
     assert _value(registry, "scorestream_shadow_agreement_ratio") == 0.97
     assert _value(registry, "scorestream_shadow_score_mean_abs_diff") == 0.012
     assert _value(registry, "scorestream_shadow_records_total") == 90
