@@ -74,14 +74,17 @@ lint: venv ## ruff (lint and format check), mypy and the import layers (import-l
 unit: venv system ## tests that need no JVM and no broker
 	$(BIN)/pytest -m unit tests/unit $(PYTEST_ARGS)
 
-# The cluster tests (3-broker failover, Spark standalone) start their own clusters and take
-# minutes on 2 cores: `make test-cluster` runs them, .ci/run runs both targets.
-CLUSTER_TESTS := tests/integration/test_cluster.py tests/integration/test_spark_standalone.py
+# The cluster tests start clusters of their own and take minutes on 2 cores: 3-broker failover,
+# Spark standalone with spark-submit, the mini HDFS cluster (registry and checkpoints on HDFS,
+# kill -9), and the wheel in a fresh venv running train and the demo on its own broker.
+# `make test-cluster` runs them; .ci/run runs both targets, so CI runs every test.
+CLUSTER_TESTS := tests/integration/test_cluster.py tests/integration/test_spark_standalone.py \
+	tests/integration/test_hdfs.py tests/integration/test_wheel.py
 
 integration: jars system ## tests against a real broker and real Spark (started by the suite)
 	$(BIN)/pytest -m integration tests/integration $(addprefix --ignore=,$(CLUSTER_TESTS)) $(PYTEST_ARGS)
 
-test-cluster: jars system ## 3-broker Kafka failover and Spark standalone tests (own clusters)
+test-cluster: jars system ## tests with clusters of their own: 3-broker Kafka, Spark standalone, mini HDFS, the wheel
 	$(BIN)/pytest -m integration $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
 test: lint unit integration ## everything: lint, unit and integration tests

@@ -15,7 +15,6 @@ from scorestream.contract.reasons import REASONS
 from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.fs import Location
 from scorestream.kafka import KafkaSettings
-from scorestream.models.registry import event_fields
 from scorestream.models.source import ModelEntry, open_source
 from scorestream.paths import STATE_ROOT
 from scorestream.streaming import preflight
@@ -291,11 +290,10 @@ class Scorer:
         self.kafka = kafka
         self.settings = settings
         self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
-        fmt = settings.input_format
-        # A new version's fields must keep the kinds of the event contract (Avro input), or
-        # of the serving spec (JSON input, decoded by the spec).
-        fields = None if fmt.kind == "json" else event_fields(fmt.reader_schema)
-        self.holder = ModelHolder(self.registry, ref, fields=fields, compile_mode=settings.compiled)
+        # A new version's fields must keep the kinds of the serving spec. Not the Avro kinds:
+        # a loose contract may carry a number as text, which validation parses per record;
+        # preflight checks the reader schema against the spec at start.
+        self.holder = ModelHolder(self.registry, ref, compile_mode=settings.compiled)
         self.totals = Totals()
         self.last_batch: BatchStats | None = None
         self.query: StreamingQuery | None = None
@@ -472,11 +470,10 @@ class Scorer:
     def _scored(self, batch: DataFrame, plan: ScoringPlan, isolation: Isolation) -> DataFrame:
         """The batch scored and fitted to the topics; isolated records are not scored but
         dead-lettered with their failure."""
-        s = self.settings
         if not isolation.culprits:
-            return plan.fit(plan.scored(batch), self.topics, s.output_format)
+            return plan.fit(plan.scored(batch), self.topics, self._output)
         rest = batch.filter(~isolation.condition())
-        fitted = plan.fit(plan.scored(rest), self.topics, s.output_format)
+        fitted = plan.fit(plan.scored(rest), self.topics, self._output)
         return fitted.unionByName(dead_letters_like(fitted, batch, isolation))
 
     def _isolate(
@@ -487,12 +484,11 @@ class Scorer:
         from pyspark import StorageLevel
         from pyspark.sql import functions as F
 
-        s = self.settings
         raw = batch.persist(StorageLevel.MEMORY_AND_DISK)
 
         def fails(part: DataFrame) -> BaseException | None:
             try:
-                fitted = plan.fit(plan.scored(part), self.topics, s.output_format)
+                fitted = plan.fit(plan.scored(part), self.topics, self._output)
                 # Every column of the scored rows and of their sink rows, into nothing.
                 sink = F.struct(*plan.sink_columns(self.topics)).alias("_sink")
                 fitted.select(F.col("*"), sink).write.format("noop").mode("overwrite").save()

@@ -111,6 +111,11 @@ def test_drift_triggers_a_retrain_that_feedback_promotes(
     registry.clear("challenger")
     source, output = topic_factory("rt-in"), topic_factory("rt-out")
     labels_topic = topic_factory("rt-labels", partitions=1)
+    metrics = ScorerMetrics(CollectorRegistry())
+    monitor = ScorerMonitor(spark, MonitorSettings(metrics_port=0, window_events=WINDOW), metrics)
+    shadow = ShadowScorer(
+        kafka, registry, ShadowSettings(topic=f"{output}.shadow"), metrics, keep_pairs=True
+    )
     feedback = FeedbackLoop(
         FeedbackSettings(
             labels_topic,
@@ -122,12 +127,9 @@ def test_drift_triggers_a_retrain_that_feedback_promotes(
         ),
         registry,
         kafka,
+        shadow,
     )
-    metrics = ScorerMetrics(CollectorRegistry())
-    monitor = ScorerMonitor(spark, MonitorSettings(metrics_port=0, window_events=WINDOW), metrics)
-    shadow = ShadowScorer(
-        kafka, registry, ShadowSettings(topic=f"{output}.shadow"), metrics, observers=[feedback]
-    )
+
     scorer = Scorer(
         spark,
         kafka,
@@ -138,10 +140,11 @@ def test_drift_triggers_a_retrain_that_feedback_promotes(
             checkpoint=tmp_path / "checkpoint",
             max_offsets_per_trigger=CHUNK,
         ),
-        listeners=[monitor, shadow],
+        listeners=[monitor, shadow, feedback],
     )
     monitor.attach(scorer)
     shadow.attach(scorer)
+    feedback.attach(scorer)
     trigger = DriftTrigger(monitor.url, psi_threshold=0.25, min_window=WINDOW)
     undrifted, drifted = _events(WINDOW, 81, None), _events(2 * WINDOW, 82, SHIFT)
     shadowed, after = _events(2 * WINDOW, 83, SHIFT), _events(WINDOW, 84, SHIFT)

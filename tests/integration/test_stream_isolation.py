@@ -122,7 +122,7 @@ def test_a_failure_not_in_the_data_is_retried_then_stops_with_its_message(
         "key binary, value binary, topic string, partition int, offset long",
     )
     with pytest.raises(ScorestreamError) as info:
-        scorer._write_resilient(batch, 7, None, 0.0)  # type: ignore[arg-type]
+        scorer._write_resilient(batch, 7, None, 0.0, None)  # type: ignore[arg-type]
     assert len(attempts) == 3
     assert scorer.batch_retries == 2
     text = str(info.value)
