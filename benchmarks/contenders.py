@@ -46,35 +46,18 @@ class Contender:
                 dead,
                 *self.extra,
             ]
-        if self.kind == "floor":
-            return [
-                py,
-                "-m",
-                "benchmarks.worker",
-                "floor",
-                "--bootstrap",
-                bootstrap,
-                "--checkpoint",
-                str(checkpoint),
-                "--input-topic",
-                source,
-                "--output-topic",
-                output,
-                "--dlq-topic",
-                dead,
-                "--max-offsets-per-trigger",
-                str(max_offsets_per_trigger),
-                *self.extra,
-            ]
+        # Spark's floor runs the worker with no model; the scorer variants read the registry.
+        mode, model = (
+            ("floor", []) if self.kind == "floor" else ("scorer", ["--registry", str(registry)])
+        )
         return [
             py,
             "-m",
             "benchmarks.worker",
-            "scorer",
+            mode,
             "--bootstrap",
             bootstrap,
-            "--registry",
-            str(registry),
+            *model,
             "--checkpoint",
             str(checkpoint),
             "--input-topic",

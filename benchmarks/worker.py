@@ -306,7 +306,6 @@ def main(argv: list[str] | None = None) -> int:
     fl.add_argument("--input-topic", required=True)
     fl.add_argument("--output-topic", required=True)
     fl.add_argument("--dlq-topic", required=True, help="unused: nothing is dead-lettered")
-    fl.add_argument("--registry", type=Path, help="unused: no model")
     fl.add_argument("--parse", choices=("none", "json"), default="none")
     fl.add_argument("--mode", choices=("microbatch", "realtime"), default="microbatch")
     fl.add_argument("--max-offsets-per-trigger", type=int, default=0)

@@ -70,17 +70,27 @@ class ModelVersion:
 
 def _read_json(store: Store, path: Location) -> dict[str, Any]:
     try:
-        data = json.loads(store.read_bytes(path).decode("utf-8"))
+        data = store.read_bytes(path)
     except FileNotFoundError as exc:
         msg = f"{path} is missing: the version is partial or was not written by scorestream"
         raise ModelError(msg) from exc
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         msg = f"{path} cannot be read as JSON ({exc}): the version is corrupt"
         raise ModelError(msg) from exc
-    if not isinstance(data, dict):
-        msg = f"{path} holds {type(data).__name__}, expected a JSON object"
+    return _json_object(path, data, "version")
+
+
+def _json_object(path: Location, data: bytes, what: str) -> dict[str, Any]:
+    """A registry file's JSON object; ModelError naming the file and what is corrupt."""
+    try:
+        record = json.loads(data.decode("utf-8"))
+    except ValueError as exc:  # UnicodeDecodeError included
+        msg = f"{path} cannot be read as JSON ({exc}): the {what} is corrupt"
+        raise ModelError(msg) from exc
+    if not isinstance(record, dict):
+        msg = f"{path} holds {type(record).__name__}, expected a JSON object"
         raise ModelError(msg)
-    return data
+    return record
 
 
 def _json_bytes(data: dict[str, Any]) -> bytes:
@@ -177,7 +187,7 @@ class Registry:
             data = self.store.read_bytes(path)
         except FileNotFoundError:
             return None
-        return _parse_alias(path, data)
+        return _json_object(path, data, "alias file")
 
     def resolve(self, ref: str) -> int:
         """A version number from `champion`, `challenger`, `latest`, `v3` or `3`."""
@@ -392,18 +402,6 @@ def _record(alias: str, version: int | None, history: list[int], reason: str) ->
         "reason": reason,
         "updated_at": dt.datetime.now(dt.UTC).isoformat(),
     }
-
-
-def _parse_alias(path: Location, data: bytes) -> dict[str, Any]:
-    try:
-        record = json.loads(data.decode("utf-8"))
-    except ValueError as exc:
-        msg = f"{path} cannot be read as JSON ({exc}): the alias file is corrupt"
-        raise ModelError(msg) from exc
-    if not isinstance(record, dict):
-        msg = f"{path} holds {type(record).__name__}, expected a JSON object"
-        raise ModelError(msg)
-    return record
 
 
 def _check_alias(name: str) -> None:

@@ -52,37 +52,7 @@ _API = {
 }
 _RENAMED = {"SYNTHETIC_SPEC": "SPEC"}
 
-__all__ = [
-    "REASONS",
-    "SYNTHETIC_SPEC",
-    "BatchListener",
-    "BatchSettings",
-    "BatchStats",
-    "ConfigError",
-    "DataError",
-    "FeatureSpec",
-    "KafkaSettings",
-    "ModelError",
-    "ModelVersion",
-    "MonitorSettings",
-    "NumericFeature",
-    "ProduceSettings",
-    "Registry",
-    "Scorer",
-    "ScorerMonitor",
-    "ScorerSettings",
-    "ScorestreamError",
-    "SparkSettings",
-    "TrainSettings",
-    "__version__",
-    "batch_score",
-    "iter_scores",
-    "publish",
-    "score_frame",
-    "session",
-    "synthetic_frame",
-    "train",
-]
+__all__ = ["__version__", *_API]
 
 
 def __getattr__(name: str) -> Any:

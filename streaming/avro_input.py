@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INPUT_FORMATS = FORMATS
 HEADER_BYTES = 5
 
 
@@ -51,8 +50,8 @@ class InputFormat:
     registry: SchemaRegistrySettings | None = None  # confluent-avro: writer schemas by id
 
     def __post_init__(self) -> None:
-        if self.kind not in INPUT_FORMATS:
-            msg = f"unknown input format {self.kind!r}; expected one of {', '.join(INPUT_FORMATS)}"
+        if self.kind not in FORMATS:
+            msg = f"unknown input format {self.kind!r}; expected one of {', '.join(FORMATS)}"
             raise ConfigError(msg)
         if self.registry is not None and self.kind != "confluent-avro":
             msg = f"a Schema Registry serves the confluent-avro input format, not {self.kind!r}"

@@ -293,9 +293,6 @@ class Scorer:
         self.kafka = kafka
         self.settings = settings
         self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
-        # A new version's fields must keep the kinds of the serving spec. Not the Avro kinds:
-        # a loose contract may carry a number as text, which validation parses per record;
-        # preflight checks the reader schema against the spec at start.
         self.holder = ModelHolder(self.registry, ref, compile_mode=settings.compiled)
         self.totals = Totals()
         self.last_batch: BatchStats | None = None
@@ -304,6 +301,8 @@ class Scorer:
         self._batch_lock = threading.Lock()
         self._stopping = threading.Event()
         self._sink: TransactionalSink | None = None
+        # Exactly-once: the last batch's id and end offsets, the next batch's start offsets.
+        self._last_end: tuple[int, Offsets | None] | None = None
         self.restarts = 0  # query restarts after SPARK-55271 (see _watch)
         self._watchdog: threading.Thread | None = None
         self._writers: WriterSchemas | None = None
@@ -699,7 +698,12 @@ class Scorer:
         s = self.settings
         sink = self._transactional_sink()
         end = batch_offsets(s.checkpoint_dir, batch_id, s.input_topic)
-        start = batch_offsets(s.checkpoint_dir, batch_id - 1, s.input_topic) if batch_id else None
+        start: Offsets | None = None
+        if self._last_end is not None and self._last_end[0] == batch_id - 1:
+            start = self._last_end[1]  # read from the offset log for the previous batch
+        elif batch_id:
+            start = batch_offsets(s.checkpoint_dir, batch_id - 1, s.input_topic)
+        self._last_end = (batch_id, end)
         found = sink.coverage(batch_id, start, end)
         if found.skip:
             log.warning("exactly-once: batch %d: %s; replay skipped", batch_id, found.note)

@@ -11,7 +11,7 @@ its alias history that can (logged and counted); with none, the scorer refuses t
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -55,11 +55,11 @@ def check_compatible(
     serving: FeatureSpec,
     candidate: FeatureSpec,
     path: str,
-    fields: Mapping[str, str] | None = None,
 ) -> None:
     """A model may replace another only if it reads no field the events do not carry, and every
-    field it reads has the kind it expects (`fields`: the event contract's kinds; by default the
-    serving spec's, a numeric feature being a double and a categorical one a string)."""
+    field it reads keeps the kind the serving spec gives it (a numeric feature a double, a
+    categorical one a string). Not the Avro kinds: a loose contract may carry a number as text,
+    which validation parses per record; preflight checks the reader schema at start."""
     known = set(serving.feature_names) | {serving.event_id, serving.event_time}
     needed = set(candidate.feature_names) | {candidate.event_id, candidate.event_time}
     missing = sorted(needed - known)
@@ -69,7 +69,7 @@ def check_compatible(
             f"declare (declared: {sorted(known)})"
         )
         raise ModelError(msg)
-    check_event_schema(candidate, fields if fields is not None else event_kinds(serving), path)
+    check_event_schema(candidate, event_kinds(serving), path)
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,7 @@ class AliasFollower:
     """One registry reference (alias, `latest` or `vN`), followed between batches.
 
     `optional`: an unset alias means no model (the shadow's challenger) instead of an error.
-    `fields`: the event contract's {field: kind} (Avro input); None compares with the serving
-    spec. `on_failure(reason)` hears every refusal, `on_swap(version)` every switch.
+    `on_failure(reason)` hears every refusal, `on_swap(version)` every switch.
     """
 
     def __init__(
@@ -97,7 +96,6 @@ class AliasFollower:
         *,
         role: str = "model",
         optional: bool = False,
-        fields: Mapping[str, str] | None = None,
         on_failure: Callable[[str], None] = lambda _reason: None,
         on_swap: Callable[[int], None] = lambda _version: None,
         compile_mode: str = "off",
@@ -107,11 +105,9 @@ class AliasFollower:
         self.ref = ref
         self.role = role
         self.optional = optional
-        self.fields = fields
         self.on_failure = on_failure
         self.on_swap = on_swap
         self.current: Served | None = None
-        self.refusals = 0
         self._refused: set[int] = set()
         self._alias_problem: str | None = None
 
@@ -142,7 +138,6 @@ class AliasFollower:
             raise ModelError(msg) from exc
 
     def _refuse(self, reason: str) -> None:
-        self.refusals += 1
         self.on_failure(reason)
 
     def follow(self, serving: FeatureSpec | None, probe: Probe | None = None) -> bool:
@@ -186,9 +181,7 @@ class AliasFollower:
             msg = f"{entry.path}/metadata.json holds a bad feature spec: {first_line(exc)}"
             raise ModelError(msg) from exc
         if serving is not None:
-            check_compatible(serving, spec, str(entry.path), self.fields)
-        elif self.fields is not None:
-            check_event_schema(spec, self.fields, str(entry.path))
+            check_compatible(serving, spec, str(entry.path))
         if probe is not None:
             try:
                 probe(entry, model)
@@ -225,14 +218,12 @@ class ModelHolder(AliasFollower):
         ref: str,
         on_failure: Callable[[str], None] = lambda _reason: None,
         on_swap: Callable[[int], None] = lambda _version: None,
-        fields: Mapping[str, str] | None = None,
         compile_mode: str = "off",
     ) -> None:
         super().__init__(
             registry,
             ref,
             role="model",
-            fields=fields,
             on_failure=on_failure,
             on_swap=on_swap,
             compile_mode=compile_mode,
@@ -263,7 +254,6 @@ class ModelHolder(AliasFollower):
                 continue
             self._refused.add(wanted)
             self.fallback = (wanted, str(problem))
-            self.refusals += 1
             log.error(
                 "%s v%d cannot serve (%s); serving v%d, the newest version of the alias "
                 "history that can; promote a working version to replace it",

@@ -65,9 +65,6 @@ SCORE_VALUE = "_score_value"
 SCORED_AT = "_scored_at"
 
 
-OUTPUT_FORMATS = FORMATS
-
-
 @dataclass(frozen=True)
 class Topics:
     """Where scores and dead-letter records go."""
@@ -90,10 +87,8 @@ class OutputFormat:
     registry: SchemaRegistrySettings | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in OUTPUT_FORMATS:
-            msg = (
-                f"unknown output format {self.kind!r}; expected one of {', '.join(OUTPUT_FORMATS)}"
-            )
+        if self.kind not in FORMATS:
+            msg = f"unknown output format {self.kind!r}; expected one of {', '.join(FORMATS)}"
             raise ConfigError(msg)
         if not 0 <= self.schema_id < 2**31:
             msg = f"output schema id {self.schema_id} is outside 0..2^31-1"

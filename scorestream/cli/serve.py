@@ -7,7 +7,7 @@ import sys
 
 from scorestream import options as opt
 from scorestream.cli.common import Command, kafka_args, kafka_settings
-from scorestream.contract.formats import FORMATS as OUTPUT_FORMATS
+from scorestream.contract.formats import FORMATS
 from scorestream.serve.server import server
 from scorestream.serve.settings import ServeSettings
 
@@ -48,7 +48,7 @@ def serve_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--score-format",
-        choices=OUTPUT_FORMATS,
+        choices=FORMATS,
         default=d.score_format,
         help="encoding of score records, the scorer's --output-format "
         f"[env: none, default: {d.score_format}]",

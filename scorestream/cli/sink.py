@@ -9,7 +9,7 @@ from types import FrameType
 
 from scorestream import options as opt
 from scorestream.cli.common import Command, kafka_args, kafka_settings
-from scorestream.contract.formats import FORMATS as OUTPUT_FORMATS
+from scorestream.contract.formats import FORMATS
 from scorestream.errors import ConfigError
 from scorestream.sink.run import Sink, SinkSettings
 from scorestream.sink.target import SPELLINGS, parse_url
@@ -49,7 +49,7 @@ def sink_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--score-format",
-        choices=OUTPUT_FORMATS,
+        choices=FORMATS,
         default="json",
         help="encoding of score records, the scorer's --output-format [env: none, default: json]",
     )

@@ -25,15 +25,16 @@ from scorestream.cli.common import (
     spark_session,
 )
 from scorestream.cli.monitoring import metrics_args, monitor_settings
+from scorestream.contract.formats import FORMATS
 from scorestream.errors import ConfigError, ScorestreamError
 from scorestream.fs import location
 from scorestream.models.parity import COMPILE_MODES
 from scorestream.schema_registry import SchemaRegistrySettings
-from scorestream.streaming.avro_input import INPUT_FORMATS, InputFormat
+from scorestream.streaming.avro_input import InputFormat
 from scorestream.streaming.exactly_once import EXACTLY_ONCE_MAX_OFFSETS
 from scorestream.streaming.job import Scorer, ScorerSettings, validate_settings
 from scorestream.streaming.monitor import ScorerMonitor
-from scorestream.streaming.scoring import OUTPUT_FORMATS, OutputFormat
+from scorestream.streaming.scoring import OutputFormat
 from scorestream.streaming.validate import ValidationSettings
 
 
@@ -119,7 +120,7 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         "--input-format",
         env="SCORESTREAM_INPUT_FORMAT",
         default="json",
-        choices=INPUT_FORMATS,
+        choices=FORMATS,
         help="encoding of the input events: json, avro (plain body) or confluent-avro "
         "(magic byte 0 + 4-byte schema id + body)",
     )
@@ -151,7 +152,7 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         "--output-format",
         env="SCORESTREAM_OUTPUT_FORMAT",
         default="json",
-        choices=OUTPUT_FORMATS,
+        choices=FORMATS,
         help="encoding of score records: json, avro or confluent-avro (schemas/score.avsc)",
     )
     opt.add(

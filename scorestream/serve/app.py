@@ -188,6 +188,7 @@ class Service:
             "last_scorer_output_age_s": None if age is None else round(age, 3),
             "ready_window_s": self.settings.ready_window_s,
             "in_flight": self.in_flight,
+            "replies": self.router.stats.snapshot(),
         }
 
 

@@ -88,12 +88,22 @@ class _Early:
 
 @dataclass
 class RouterStats:
-    """Counters for logs and tests."""
+    """What the reply consumer read, shown by /readyz: replies matched to a waiting request,
+    records ignored (no source position, another input topic, nobody waiting) and score
+    records it could not decode (another --score-format than the scorer's)."""
 
     replies_matched: int = 0
     replies_ignored: int = 0
     undecodable: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def snapshot(self) -> dict[str, int]:
+        with self.lock:
+            return {
+                "matched": self.replies_matched,
+                "ignored": self.replies_ignored,
+                "undecodable": self.undecodable,
+            }
 
 
 class ReplyRouter:

@@ -12,7 +12,6 @@ import datetime as dt
 import ipaddress
 import os
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from streamkit import free_port
 
 from scorestream import jars
 from scorestream.schema_registry import SchemaRegistrySettings
@@ -51,12 +51,6 @@ class RegistryServer:
             f"basic.auth.user.info={USER}:{PASSWORD}\n"
             f"schema.registry.ssl.ca.location={self.ca}\n"
         )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _certificate(folder: Path) -> tuple[Path, Path]:
@@ -125,7 +119,7 @@ def schema_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Regist
     home = jars.ensure("schema-registry")
     folder = tmp_path_factory.mktemp("schema-registry")
     cert, key = _certificate(folder)
-    port, management = _free_port(), _free_port()
+    port, management = free_port(), free_port()
     props = {
         "quarkus.http.host": "127.0.0.1",
         "quarkus.http.port": "0",  # plain HTTP off: HTTPS only

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from fixtures_serve import free_port
+from streamkit import free_port
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -114,6 +115,13 @@ def scorer_process(
         env=env,
         start_new_session=True,
     )
+
+
+def free_port() -> int:
+    """A port nobody listens on now, on 127.0.0.1 (servers the tests start bind it)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:

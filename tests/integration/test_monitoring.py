@@ -17,7 +17,6 @@ import json
 import math
 import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -34,7 +33,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 from scipy.spatial.distance import jensenshannon
-from streamkit import clone_version
+from streamkit import clone_version, free_port
 
 from scorestream.contract.synthetic import SPEC, Drift, iter_events
 from scorestream.kafka import KafkaSettings, ensure_topics
@@ -88,12 +87,6 @@ def _value(samples: Samples, name: str, **labels: str) -> float:
     return samples[(name, frozenset(labels.items()))]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Prometheus:
     url: str
@@ -138,7 +131,7 @@ def prometheus_for(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callabl
             ],
         }
         (root / "prometheus.yml").write_text(yaml.safe_dump(config))
-        port = _free_port()
+        port = free_port()
         log = (root / "prometheus.log").open("wb")
         process = subprocess.Popen(
             [

@@ -126,6 +126,7 @@ def test_serve_answers_every_request_with_its_score_or_reason(
         assert [r["event_id"] for r in first.json()["results"]] == [warm["event_id"]]
         ready = httpx.get(f"{serve.url}/readyz", timeout=10)
         assert ready.status_code == 200, ready.text
+        assert ready.json()["replies"]["matched"] >= 1, ready.text
 
         latencies: list[float] = []
 

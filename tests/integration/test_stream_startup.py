@@ -3,13 +3,12 @@ is wrong and what to do."""
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from streamkit import EVENT_TIME, running, wait_for
+from streamkit import EVENT_TIME, free_port, running, wait_for
 
 from scorestream.contract.synthetic import iter_events
 from scorestream.errors import ConfigError, ModelError, StackError
@@ -19,16 +18,10 @@ from scorestream.producers.publisher import ProduceSettings, publish
 from scorestream.streaming.job import Scorer, ScorerSettings
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_unreachable_broker_fails_after_a_bounded_retry_naming_the_address(
     spark: Any, trained_registry: Registry, checkpoint: Path
 ) -> None:
-    address = f"127.0.0.1:{_free_port()}"
+    address = f"127.0.0.1:{free_port()}"
     settings = ScorerSettings(
         registry=trained_registry.root, checkpoint=checkpoint, startup_timeout_s=3.0
     )
