@@ -76,8 +76,9 @@ def run_demo(settings: DemoSettings) -> int:
     from scorestream.serve.settings import ServeSettings
     from scorestream.spark import SparkSettings, session
     from scorestream.stack import LocalKafka, StackSettings
-    from scorestream.streaming.job import Scorer, ScorerSettings
+    from scorestream.streaming.job import Scorer
     from scorestream.streaming.monitor import ScorerMonitor
+    from scorestream.streaming.settings import ScorerSettings
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -33,7 +33,9 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from scorestream.monitoring.settings import MonitorSettings
-    from scorestream.streaming.job import BatchListener, Scorer, ScorerSettings
+    from scorestream.streaming.job import Scorer
+    from scorestream.streaming.listeners import BatchListener
+    from scorestream.streaming.settings import ScorerSettings
 
 
 def operations_args(p: argparse.ArgumentParser) -> None:

@@ -32,9 +32,10 @@ from scorestream.models.parity import COMPILE_MODES
 from scorestream.schema_registry import SchemaRegistrySettings
 from scorestream.streaming.avro_input import InputFormat
 from scorestream.streaming.exactly_once import EXACTLY_ONCE_MAX_OFFSETS
-from scorestream.streaming.job import Scorer, ScorerSettings, validate_settings
+from scorestream.streaming.job import Scorer
 from scorestream.streaming.monitor import ScorerMonitor
 from scorestream.streaming.scoring import OutputFormat
+from scorestream.streaming.settings import ScorerSettings, validate_settings
 from scorestream.streaming.validate import ValidationSettings
 
 
