@@ -4,8 +4,16 @@ The engine of each batch: the model to serve, the scoring plan, the resilient wr
 the records that make it fail, retrying what is not in them), exactly-once publishing, and
 the query's start and stop. Its settings (streaming/settings.py), what listeners see
 (streaming/listeners.py), the counts of a written batch (streaming/accounting.py), the Kafka
-source (streaming/source.py) and the Spark workarounds (streaming/spark_bugs.py) live apart;
-streaming/runner.py runs it until a signal.
+source (streaming/source.py), the Spark workarounds (streaming/spark_bugs.py) and the retries
+and isolation of a failing write (streaming/resilient.py) live apart; streaming/runner.py runs
+it until a signal.
+
+Why this module is longer than the others (about 500 lines): what is left is one class whose
+parts share the batch lock, the stop event, the serving model and the query (a stop waits
+for the running batch; a batch refuses to start once a stop was asked), so splitting it
+further would pass those around instead of hiding them. The next candidates to move out are
+the exactly-once publishing (`_unpublished`, `_publish_transaction`) and the plan and writer
+schema cache (`_plan`, `_writer_schemas`, `_dry_run`).
 """
 
 from __future__ import annotations
@@ -39,12 +47,11 @@ from scorestream.streaming.isolate import (
     Isolation,
     bisect,
     dead_letters_like,
-    is_transient,
-    summary,
 )
 from scorestream.streaming.listeners import BatchListener, BatchStats, Totals
 from scorestream.streaming.model_holder import ModelHolder, Probe
 from scorestream.streaming.registry_schemas import RegistryWriters, register_score_schema
+from scorestream.streaming.resilient import ResilientWrite, StopRequested
 from scorestream.streaming.scoring import ScoringPlan, Topics
 from scorestream.streaming.settings import ScorerSettings
 from scorestream.streaming.source import kafka_source
@@ -59,10 +66,6 @@ log = logging.getLogger(__name__)
 
 
 DRY_RUN_ROWS = 200  # rows of the current batch a new model version must score before it serves
-
-
-class StopRequested(ScorestreamError):
-    """Raised inside a batch that starts after a stop was asked for."""
 
 
 class Scorer:
@@ -98,8 +101,9 @@ class Scorer:
         # max.request.size of the scorer's Kafka sink.
         self.topics: Topics = settings.topics
         self.max_request_bytes: int | None = None
-        self.isolated = 0  # records dead-lettered as PROCESSING_ERROR since the start
-        self.batch_retries = 0  # batch attempts retried after a failure not in the data
+        self._resilience = ResilientWrite(
+            settings.batch_retries, settings.retry_backoff_s, self._stopping
+        )
 
     @property
     def listeners(self) -> tuple[BatchListener, ...]:
@@ -126,6 +130,16 @@ class Scorer:
     @on_listener_failure.setter
     def on_listener_failure(self, hook: Callable[[str], None]) -> None:
         self.accounting.on_listener_failure = hook
+
+    @property
+    def isolated(self) -> int:
+        """Records dead-lettered as PROCESSING_ERROR since the start."""
+        return self._resilience.isolated
+
+    @property
+    def batch_retries(self) -> int:
+        """Batch attempts retried after a failure not in the data."""
+        return self._resilience.retried
 
     @property
     def restarts(self) -> int:
@@ -185,58 +199,12 @@ class Scorer:
     ) -> tuple[DataFrame, dict[str, float]]:
         """Write the batch; when that fails for a reason in its records, isolate them (dead
         letters PROCESSING_ERROR) and write again; any other failure is retried with backoff,
-        at most `batch_retries` times, then stops the query."""
-        s = self.settings
-        isolation = Isolation({})
-        attempts = 0
-        while True:
-            try:
-                return self._write(batch, batch_id, plan, isolation, started, end)
-            except StopRequested:
-                raise
-            except Exception as exc:
-                if self._stopping.is_set():
-                    raise
-                failure: BaseException = exc
-                if not is_transient(exc):
-                    try:
-                        found = self._isolate(batch, plan, isolation.culprits)
-                    except Exception as probe_exc:
-                        if not is_transient(probe_exc):
-                            raise
-                        failure, found = probe_exc, {}
-                    if found:
-                        isolation.culprits.update(found)
-                        self.isolated += len(found)
-                        log.warning(
-                            "batch %d: %d record(s) make it fail, dead-lettered as "
-                            "PROCESSING_ERROR: %s",
-                            batch_id,
-                            len(found),
-                            "; ".join(f"{p}:{o} {why}" for (p, o), why in found.items()),
-                        )
-                        continue
-                    # Not reproduced on any part of the batch: not the data's fault after all.
-                attempts += 1
-                if attempts > s.batch_retries:
-                    msg = (
-                        f"batch {batch_id} failed {attempts} times for a reason that is not in "
-                        f"its records, stopping: {summary(failure)}"
-                    )
-                    raise ScorestreamError(msg) from failure
-                self.batch_retries += 1
-                delay = min(s.retry_backoff_s * 2 ** (attempts - 1), 30.0)
-                log.warning(
-                    "batch %d failed (%s); retry %d of %d in %.1f s",
-                    batch_id,
-                    summary(failure),
-                    attempts,
-                    s.batch_retries,
-                    delay,
-                )
-                if self._stopping.wait(delay):
-                    msg = f"scorer stopping; batch {batch_id} left for the next run"
-                    raise StopRequested(msg) from failure
+        at most `batch_retries` times, then stops the query (streaming/resilient.py)."""
+        return self._resilience.run(
+            batch_id,
+            lambda isolation: self._write(batch, batch_id, plan, isolation, started, end),
+            lambda known: self._isolate(batch, plan, known),
+        )
 
     def _write(
         self,
