@@ -21,7 +21,9 @@ from scorestream.producers.publisher import ProduceSettings, publish
 from scorestream.producers.subscriber import ScoreSummary, iter_scores
 from scorestream.spark import SparkSettings, session
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
-from scorestream.streaming.job import BatchStats, Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
+from scorestream.streaming.listeners import BatchStats
+from scorestream.streaming.settings import ScorerSettings
 
 
 class Durations:

@@ -78,7 +78,7 @@ def kafka_rows(spark: Any, rows: int, seed: int) -> Any:
 def one_round(spark: Any, raw: Any, entry: Any, model: Any) -> dict[str, float]:
     from pyspark import StorageLevel
 
-    from scorestream.streaming.job import REASONS_TALLY, reasons_tally
+    from scorestream.streaming.accounting import REASONS_TALLY, reasons_tally
     from scorestream.streaming.scoring import OutputFormat, ScoringPlan, Topics
     from scorestream.streaming.validate import REASON, ValidationSettings
     from scorestream.tally import tally

@@ -107,7 +107,8 @@ class _BatchTimes:
 def cmd_scorer(args: argparse.Namespace) -> int:
     """One scorer variant on one input topic, until SIGTERM."""
     from scorestream.streaming.avro_input import InputFormat
-    from scorestream.streaming.job import Scorer, ScorerSettings
+    from scorestream.streaming.job import Scorer
+    from scorestream.streaming.settings import ScorerSettings
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

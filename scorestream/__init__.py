@@ -39,9 +39,9 @@ _API = {
     "iter_scores": "scorestream.producers.subscriber",
     # the streaming scorer
     "Scorer": "scorestream.streaming.job",
-    "ScorerSettings": "scorestream.streaming.job",
-    "BatchListener": "scorestream.streaming.job",
-    "BatchStats": "scorestream.streaming.job",
+    "ScorerSettings": "scorestream.streaming.settings",
+    "BatchListener": "scorestream.streaming.listeners",
+    "BatchStats": "scorestream.streaming.listeners",
     "ScorerMonitor": "scorestream.streaming.monitor",
     "MonitorSettings": "scorestream.monitoring.settings",
     # errors
@@ -82,5 +82,7 @@ if TYPE_CHECKING:
     from scorestream.producers.publisher import ProduceSettings, publish
     from scorestream.producers.subscriber import iter_scores
     from scorestream.spark import SparkSettings, session
-    from scorestream.streaming.job import BatchListener, BatchStats, Scorer, ScorerSettings
+    from scorestream.streaming.job import Scorer
+    from scorestream.streaming.listeners import BatchListener, BatchStats
     from scorestream.streaming.monitor import ScorerMonitor
+    from scorestream.streaming.settings import ScorerSettings

@@ -76,8 +76,10 @@ def run_demo(settings: DemoSettings) -> int:
     from scorestream.serve.settings import ServeSettings
     from scorestream.spark import SparkSettings, session
     from scorestream.stack import LocalKafka, StackSettings
-    from scorestream.streaming.job import Scorer, ScorerSettings
+    from scorestream.streaming.job import Scorer
     from scorestream.streaming.monitor import ScorerMonitor
+    from scorestream.streaming.runner import MicroBatch, QueryRunner
+    from scorestream.streaming.settings import ScorerSettings
 
     def on_term(_signum: int, _frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -88,6 +90,7 @@ def run_demo(settings: DemoSettings) -> int:
     scorer: Scorer | None = None
     spark: SparkSession | None = None
     monitor: ScorerMonitor | None = None
+    runner: QueryRunner | None = None
     service: Background | None = None
     summary, status = "", 1
     try:
@@ -126,8 +129,8 @@ def run_demo(settings: DemoSettings) -> int:
         )
         monitor.attach(scorer)
         _say(f"      Prometheus metrics on {monitor.url}")
-        scorer.start()
-        scorer.wait_ready()
+        runner = QueryRunner(MicroBatch(scorer), closers=[monitor.close])
+        runner.start(ready_timeout_s=120.0)
         _say(f"[4/5] publishing {settings.events} events to {INPUT}, reading {OUTPUT} ...")
         produced = {"n": 0}
         failure: list[BaseException] = []
@@ -216,9 +219,9 @@ def run_demo(settings: DemoSettings) -> int:
                 spark.sparkContext.setLogLevel("ERROR")
             if service is not None:
                 service.close()
-            if scorer is not None:
-                scorer.stop()
-            if monitor is not None:
+            if runner is not None:
+                runner.stop()  # the scorer, then the monitor
+            elif monitor is not None:
                 monitor.close()
             if spark is not None:
                 # Before the broker goes, so Spark's cached Kafka producers do not retry it.

@@ -42,7 +42,7 @@ from scorestream.streaming.validate import REASON
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
-    from scorestream.streaming.job import BatchStats, Scorer
+    from scorestream.streaming.listeners import BatchStats, Listened
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +179,7 @@ class FeedbackLoop:
         self.last: Figures | None = None
 
     # -- input -------------------------------------------------------------------------------
-    def attach(self, scorer: Scorer) -> None:
+    def attach(self, scorer: Listened) -> None:
         """Read the event id column from the scorer's serving model."""
         holder = scorer.holder
         self._event_id = lambda: holder.spec.event_id

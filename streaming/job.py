@@ -1,31 +1,40 @@
-"""The streaming scorer: a Structured Streaming query from the input topic to scores and DLQ."""
+"""The micro-batch scorer: a Structured Streaming query from the input topic to scores and DLQ.
+
+The engine of each batch: the model to serve, the scoring plan, the resilient write (isolating
+the records that make it fail, retrying what is not in them), exactly-once publishing, and
+the query's start and stop. Its settings (streaming/settings.py), what listeners see
+(streaming/listeners.py), the counts of a written batch (streaming/accounting.py), the Kafka
+source (streaming/source.py), the Spark workarounds (streaming/spark_bugs.py) and the retries
+and isolation of a failing write (streaming/resilient.py) live apart; streaming/runner.py runs
+it until a signal.
+
+Why this module is longer than the others (about 500 lines): what is left is one class whose
+parts share the batch lock, the stop event, the serving model and the query (a stop waits
+for the running batch; a batch refuses to start once a stop was asked), so splitting it
+further would pass those around instead of hiding them. The next candidates to move out are
+the exactly-once publishing (`_unpublished`, `_publish_transaction`) and the plan and writer
+schema cache (`_plan`, `_writer_schemas`, `_dry_run`).
+"""
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
-from scorestream.contract.reasons import REASONS
-from scorestream.errors import ConfigError, ScorestreamError
-from scorestream.fs import Location
+from scorestream.errors import ScorestreamError
 from scorestream.kafka import KafkaSettings
 from scorestream.models.source import ModelEntry, open_source
-from scorestream.paths import STATE_ROOT
 from scorestream.streaming import preflight
+from scorestream.streaming.accounting import Accountant
 from scorestream.streaming.avro_input import (
-    InputFormat,
     WriterSchemas,
     load_writer_schemas,
     prepare_decoding,
 )
 from scorestream.streaming.exactly_once import (
-    EXACTLY_ONCE_MAX_OFFSETS,
     Offsets,
     Record,
     TransactionalSink,
@@ -38,241 +47,25 @@ from scorestream.streaming.isolate import (
     Isolation,
     bisect,
     dead_letters_like,
-    is_transient,
-    summary,
 )
+from scorestream.streaming.listeners import BatchListener, BatchStats, Totals
 from scorestream.streaming.model_holder import ModelHolder, Probe
 from scorestream.streaming.registry_schemas import RegistryWriters, register_score_schema
-from scorestream.streaming.scoring import OutputFormat, ScoringPlan, Topics
-from scorestream.streaming.validate import REASON, ValidationSettings
-from scorestream.tally import Tallied, Tally, tally
+from scorestream.streaming.resilient import ResilientWrite, StopRequested
+from scorestream.streaming.scoring import ScoringPlan, Topics
+from scorestream.streaming.settings import ScorerSettings
+from scorestream.streaming.source import kafka_source
+from scorestream.streaming.spark_bugs import Spark55271Watchdog
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
-    from pyspark.sql import Column, DataFrame, SparkSession
+    from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ScorerSettings:
-    """Everything the scorer needs besides Kafka and Spark connection settings."""
-
-    input_topic: str = "features"
-    output_topic: str = "scores"
-    dead_letter_topic: str = ""
-    registry: Location = STATE_ROOT / "registry"  # or an hdfs:// (any Hadoop) URI
-    model: str = "champion"  # or models:/NAME@ALIAS, models:/NAME/VERSION (MLflow)
-    mlflow_uri: str = ""  # the MLflow tracking server of models:/ references
-    checkpoint: Location | None = None
-    trigger_interval: str = ""
-    max_offsets_per_trigger: int | None = None
-    min_partitions: int | None = None
-    starting_offsets: str = "earliest"
-    fail_on_data_loss: bool = True
-    create_topics: bool = True
-    topic_partitions: int = 2
-    validation: ValidationSettings = field(default_factory=ValidationSettings)
-    input_format: InputFormat = field(default_factory=InputFormat)
-    output_format: OutputFormat = field(default_factory=OutputFormat)
-    exactly_once: bool = False
-    marker_topic: str = ""  # exactly-once batch markers (empty: <output topic>.markers)
-    transaction_timeout_ms: int = 300_000
-    # exactly-once: records per micro-batch when max_offsets_per_trigger is unset.
-    exactly_once_batch_records: int = EXACTLY_ONCE_MAX_OFFSETS
-    startup_timeout_s: float = 30.0  # how long to retry an unreachable broker
-    # A batch failing for a reason not in its data (broker, network, authorisation) is
-    # retried this many times, after 1, 2, 4... times the backoff (at most 30 s), then the
-    # query stops with the failure's message.
-    batch_retries: int = 3
-    retry_backoff_s: float = 1.0
-    # Score by compiled expressions: off (the PipelineModel), auto (when parity holds), on. Off by
-    # default: the parity check at load builds its probe rows in Python, so executors would
-    # need a Python worker, and a cluster without one (JVM-only scoring) would fail.
-    compiled: str = "off"
-    # Test hook (SCORESTREAM_TEST_CRASH_AFTER_COMMIT): hard-exit right after the transaction of
-    # this batch commits, before Spark commits the batch to its checkpoint.
-    crash_after_commit: int | None = None
-    # False: score and count each batch for the listeners, write nothing (the micro-batch
-    # query that monitors a real-time scorer, see streaming/realtime.py).
-    publish: bool = True
-
-    @property
-    def markers(self) -> str:
-        return self.marker_topic or f"{self.output_topic}.markers"
-
-    @property
-    def offsets_per_trigger(self) -> int | None:
-        """Records per micro-batch: the user's cap, else in exactly-once mode one a
-        transaction carries well within its timeout (a backlog becomes many batches)."""
-        if self.max_offsets_per_trigger:
-            return self.max_offsets_per_trigger
-        return self.exactly_once_batch_records if self.exactly_once else None
-
-    def bound(self) -> dict[str, object]:
-        """What a checkpoint is bound to (see streaming/preflight.py)."""
-        return {
-            "input_topic": self.input_topic,
-            "output_topic": self.output_topic,
-            "dead_letter_topic": self.topics.dead_letter,
-            "exactly_once": self.exactly_once,
-            "marker_topic": self.markers if self.exactly_once else "",
-            "input_format": self.input_format.kind,
-            "output_format": self.output_format.kind,
-            "trigger": "realtime" if self.realtime else "micro-batch",
-        }
-
-    @property
-    def realtime(self) -> bool:
-        return self.trigger_interval.strip().lower().startswith("real")
-
-    @property
-    def topics(self) -> Topics:
-        return Topics(
-            output=self.output_topic,
-            dead_letter=self.dead_letter_topic or f"{self.input_topic}.dlq",
-        )
-
-    @property
-    def checkpoint_dir(self) -> Location:
-        return self.checkpoint or STATE_ROOT / "checkpoints" / (
-            f"{self.input_topic}--{self.output_topic}"
-        )
-
-
-MAX_RESTARTS = 5
 DRY_RUN_ROWS = 200  # rows of the current batch a new model version must score before it serves
-
-
-def listener_name(listener: object) -> str:
-    """A listener's name in logs and metrics: its `name` attribute, else its class name."""
-    return str(getattr(listener, "name", None) or type(listener).__name__)
-
-
-def _is_spark_55271(exc: object) -> bool:
-    """The NullPointerException of Spark 4.1.1's Kafka source metrics after a replayed batch."""
-    if exc is None:
-        return False
-    # pyspark's StreamingQueryException keeps the Java stack trace apart from its message.
-    text = f"{exc} {getattr(exc, '_stackTrace', '')} {getattr(exc, '_cause', '')}"
-    return "KafkaMicroBatchStream" in text and (
-        "NullPointerException" in text or "Option.get()" in text
-    )
-
-
-class StopRequested(ScorestreamError):
-    """Raised inside a batch that starts after a stop was asked for."""
-
-
-@dataclass
-class BatchStats:
-    """Counts of one micro-batch."""
-
-    batch_id: int
-    records_in: int
-    scored: int
-    dead_lettered: dict[str, int]
-    duration_s: float
-    model_version: int
-    # exactly-once: the batch was committed by an earlier run and not published again.
-    replay_skipped: bool = False
-    # Seconds per step of the batch (plan, write, count, listeners), for logs and benchmarks.
-    phases: dict[str, float] = field(default_factory=dict)
-    # What the listeners' tallies found (see TallyingListener); False when they failed and
-    # the batch was counted by reason alone.
-    tallies: Tallied = field(default_factory=lambda: Tallied({}, {}))
-    listener_tallies: bool = True
-
-
-@dataclass
-class Totals:
-    """Running totals since the scorer started (what the demo and tests read)."""
-
-    batches: int = 0
-    records_in: int = 0
-    scored: int = 0
-    dead_lettered: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, stats: BatchStats) -> None:
-        with self.lock:
-            self.batches += 1
-            self.records_in += stats.records_in
-            self.scored += stats.scored
-            self.dead_lettered += sum(stats.dead_lettered.values())
-
-
-def kafka_source(spark: SparkSession, kafka: KafkaSettings, s: ScorerSettings) -> DataFrame:
-    """The input topic as a streaming DataFrame, sized by the settings (both trigger modes)."""
-    reader = (
-        spark.readStream.format("kafka")
-        .options(**kafka.spark_options())
-        .option("subscribe", s.input_topic)
-        .option("startingOffsets", s.starting_offsets)
-        .option("failOnDataLoss", str(s.fail_on_data_loss).lower())
-    )
-    if s.offsets_per_trigger:
-        reader = reader.option("maxOffsetsPerTrigger", str(s.offsets_per_trigger))
-    if s.min_partitions:
-        reader = reader.option("minPartitions", str(s.min_partitions))
-    return reader.load()
-
-
-REASONS_TALLY = "__reasons"  # the scorer's own tally's name
-
-
-@functools.cache
-def reasons_tally() -> Tally:
-    """The scorer's count of a batch's rows by reason: key 0 for a scored row, 1 + the index in
-    REASONS for a dead-lettered one, -1 for any other reason (read by `by_reason`)."""
-    from pyspark.sql import functions as F
-
-    reason = F.col(REASON)
-    key = F.when(reason.isNull(), F.lit(0))
-    for i, code in enumerate(REASONS):
-        key = key.when(reason == F.lit(code), F.lit(i + 1))
-    return Tally(key.otherwise(F.lit(-1)))
-
-
-def by_reason(tallied: Tallied) -> dict[str | None, int]:
-    """Records by reason (None: scored) from the tally of `reasons_tally()`."""
-    counts: dict[str | None, int] = {None: tallied.count(REASONS_TALLY, 0)}
-    for i, code in enumerate(REASONS):
-        if tallied.count(REASONS_TALLY, i + 1):
-            counts[code] = tallied.count(REASONS_TALLY, i + 1)
-    unknown = tallied.count(REASONS_TALLY, -1)
-    if unknown:  # validation only sets REASONS; fail loudly rather than lose count
-        msg = f"{unknown} dead-lettered record(s) have a reason outside {', '.join(REASONS)}"
-        raise ScorestreamError(msg)
-    return counts
-
-
-class BatchListener(Protocol):
-    """Called once per written micro-batch (monitoring plugs in here).
-
-    `scored` is the batch after decoding, validation and scoring, cached while listeners run:
-    typed feature columns, `_reason` (null for scored rows), `score`, `prediction`,
-    `model_version`, `_scored_at`. Listeners run on the scorer's accounting thread once the
-    batch is on Kafka, overlapping the next batch (at most one batch is in flight:
-    `Scorer.settle()` waits for it). A listener cannot fail the batch: its exceptions are
-    logged and counted (`on_listener_failure`, scorestream_listener_failures_total) under its
-    `name` attribute (else its class name).
-    """
-
-    def on_batch(self, scored: DataFrame, stats: BatchStats) -> None: ...
-
-
-class TallyingListener(BatchListener, Protocol):
-    """A listener whose per-batch numbers are counts (and sums) per key over the scored rows.
-
-    `batch_tallies(version)` returns columns to add to the scored rows and named tallies over
-    them (`scorestream.tally`; names unique across listeners). The scorer evaluates every
-    listener's tallies and its own counts by reason in one Spark job per batch, and hands the
-    result to `on_batch` in `stats.tallies`: one job instead of one per listener.
-    """
-
-    def batch_tallies(self, version: int) -> tuple[Sequence[Column], Mapping[str, Tally]]: ...
 
 
 class Scorer:
@@ -286,16 +79,12 @@ class Scorer:
         listeners: Sequence[BatchListener] = (),
     ) -> None:
         self.spark = spark
-        self.listeners = tuple(listeners)
-        self.listener_failures = 0
-        # Hears the name of every failed listener (or "tallies", "accounting"): the metrics.
-        self.on_listener_failure: Callable[[str], None] = lambda _name: None
+        # Counts each written batch and runs the listeners (totals, last_batch, failures).
+        self.accounting = Accountant(listeners)
         self.kafka = kafka
         self.settings = settings
         self.registry, ref = open_source(settings.registry, settings.model, settings.mlflow_uri)
         self.holder = ModelHolder(self.registry, ref, compile_mode=settings.compiled)
-        self.totals = Totals()
-        self.last_batch: BatchStats | None = None
         self.query: StreamingQuery | None = None
         # Held while a batch runs, so a stop waits for the batch instead of interrupting it.
         self._batch_lock = threading.Lock()
@@ -303,22 +92,64 @@ class Scorer:
         self._sink: TransactionalSink | None = None
         # Exactly-once: the last batch's id and end offsets, the next batch's start offsets.
         self._last_end: tuple[int, Offsets | None] | None = None
-        self.restarts = 0  # query restarts after SPARK-55271 (see _watch)
-        self._watchdog: threading.Thread | None = None
+        self._watchdog = Spark55271Watchdog(lambda: self.query, self._restart, self._stopping)
         self._writers: WriterSchemas | None = None
         self._registry_writers: RegistryWriters | None = None
         self._output = settings.output_format  # with the registry's id after preflight
         self._scoring: tuple[object, ScoringPlan] | None = None
-        # The last written batch while it is counted and its listeners run, and its rows.
-        self._accountant = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer-account")
-        self._inflight: tuple[DataFrame, Future[None]] | None = None
-        self._inflight_lock = threading.Lock()
         # Where records go and the largest each topic takes (read by preflight), and the
         # max.request.size of the scorer's Kafka sink.
         self.topics: Topics = settings.topics
         self.max_request_bytes: int | None = None
-        self.isolated = 0  # records dead-lettered as PROCESSING_ERROR since the start
-        self.batch_retries = 0  # batch attempts retried after a failure not in the data
+        self._resilience = ResilientWrite(
+            settings.batch_retries, settings.retry_backoff_s, self._stopping
+        )
+
+    @property
+    def listeners(self) -> tuple[BatchListener, ...]:
+        return self.accounting.listeners
+
+    @property
+    def totals(self) -> Totals:
+        """Running totals since the start (what the demo and tests read)."""
+        return self.accounting.totals
+
+    @property
+    def last_batch(self) -> BatchStats | None:
+        return self.accounting.last_batch
+
+    @property
+    def listener_failures(self) -> int:
+        return self.accounting.listener_failures
+
+    @property
+    def on_listener_failure(self) -> Callable[[str], None]:
+        """Hears the name of every failed listener (or "tallies", "accounting"): the metrics."""
+        return self.accounting.on_listener_failure
+
+    @on_listener_failure.setter
+    def on_listener_failure(self, hook: Callable[[str], None]) -> None:
+        self.accounting.on_listener_failure = hook
+
+    @property
+    def isolated(self) -> int:
+        """Records dead-lettered as PROCESSING_ERROR since the start."""
+        return self._resilience.isolated
+
+    @property
+    def batch_retries(self) -> int:
+        """Batch attempts retried after a failure not in the data."""
+        return self._resilience.retried
+
+    @property
+    def restarts(self) -> int:
+        """Query restarts after SPARK-55271 (streaming/spark_bugs.py)."""
+        return self._watchdog.restarts
+
+    def settle(self, timeout_s: float = 300.0) -> None:
+        """Wait until the last written batch is counted and its listeners ran (see
+        Accountant.settle)."""
+        self.accounting.settle(timeout_s)
 
     def _process(self, batch: DataFrame, batch_id: int) -> None:
         # Never block here while a stop holds the lock: the stop waits for this thread.
@@ -349,28 +180,14 @@ class Scorer:
                 self.settle()
                 duration = time.monotonic() - started
                 version = self.holder.version
-                self.last_batch = BatchStats(batch_id, 0, 0, {}, duration, version, True)
+                self.accounting.last_batch = BatchStats(batch_id, 0, 0, {}, duration, version, True)
                 return
             batch = unpublished
         self.holder.refresh(self._dry_run(batch))
         version = self.holder.entry.version
         plan = self._plan(batch)
         scored, phases = self._write_resilient(batch, batch_id, plan, started, end)
-        accounted = False
-        try:
-            duration = time.monotonic() - started
-            # The previous batch's accounting is done before this one's starts: at most one
-            # batch is in flight, and its rows are released.
-            self.settle()
-            work = self._accountant.submit(
-                self._account, scored, batch_id, version, duration, phases
-            )
-            with self._inflight_lock:
-                self._inflight = (scored, work)
-            accounted = True
-        finally:
-            if not accounted:
-                scored.unpersist()
+        self.accounting.submit(scored, batch_id, version, time.monotonic() - started, phases)
 
     def _write_resilient(
         self,
@@ -382,58 +199,12 @@ class Scorer:
     ) -> tuple[DataFrame, dict[str, float]]:
         """Write the batch; when that fails for a reason in its records, isolate them (dead
         letters PROCESSING_ERROR) and write again; any other failure is retried with backoff,
-        at most `batch_retries` times, then stops the query."""
-        s = self.settings
-        isolation = Isolation({})
-        attempts = 0
-        while True:
-            try:
-                return self._write(batch, batch_id, plan, isolation, started, end)
-            except StopRequested:
-                raise
-            except Exception as exc:
-                if self._stopping.is_set():
-                    raise
-                failure: BaseException = exc
-                if not is_transient(exc):
-                    try:
-                        found = self._isolate(batch, plan, isolation.culprits)
-                    except Exception as probe_exc:
-                        if not is_transient(probe_exc):
-                            raise
-                        failure, found = probe_exc, {}
-                    if found:
-                        isolation.culprits.update(found)
-                        self.isolated += len(found)
-                        log.warning(
-                            "batch %d: %d record(s) make it fail, dead-lettered as "
-                            "PROCESSING_ERROR: %s",
-                            batch_id,
-                            len(found),
-                            "; ".join(f"{p}:{o} {why}" for (p, o), why in found.items()),
-                        )
-                        continue
-                    # Not reproduced on any part of the batch: not the data's fault after all.
-                attempts += 1
-                if attempts > s.batch_retries:
-                    msg = (
-                        f"batch {batch_id} failed {attempts} times for a reason that is not in "
-                        f"its records, stopping: {summary(failure)}"
-                    )
-                    raise ScorestreamError(msg) from failure
-                self.batch_retries += 1
-                delay = min(s.retry_backoff_s * 2 ** (attempts - 1), 30.0)
-                log.warning(
-                    "batch %d failed (%s); retry %d of %d in %.1f s",
-                    batch_id,
-                    summary(failure),
-                    attempts,
-                    s.batch_retries,
-                    delay,
-                )
-                if self._stopping.wait(delay):
-                    msg = f"scorer stopping; batch {batch_id} left for the next run"
-                    raise StopRequested(msg) from failure
+        at most `batch_retries` times, then stops the query (streaming/resilient.py)."""
+        return self._resilience.run(
+            batch_id,
+            lambda isolation: self._write(batch, batch_id, plan, isolation, started, end),
+            lambda known: self._isolate(batch, plan, known),
+        )
 
     def _write(
         self,
@@ -504,117 +275,6 @@ class Scorer:
         finally:
             raw.unpersist()
             log.info("isolation took %.3f s", time.monotonic() - started)
-
-    def _account(
-        self,
-        scored: DataFrame,
-        batch_id: int,
-        version: int,
-        duration_s: float,
-        phases: dict[str, float],
-    ) -> None:
-        """Count a written batch by reason and run the listeners (on the accounting thread).
-
-        This overlaps the next batch's trigger, planning and write instead of delaying them.
-        """
-        started = time.monotonic()
-        complete = True
-        try:
-            tallied = self._tally(scored, version)
-        except Exception:
-            # A listener's tally column failed in Spark: count the batch by reason alone.
-            complete = False
-            self._listener_failed("tallies")
-            log.exception("the listeners' tallies of batch %d failed; counting by reason", batch_id)
-            tallied = self._tally(scored, version, listeners=False)
-        reasons = by_reason(tallied)
-        phases["count"] = time.monotonic() - started
-        dead = {reason: n for reason, n in reasons.items() if reason is not None}
-        stats = BatchStats(
-            batch_id=batch_id,
-            records_in=sum(reasons.values()),
-            scored=reasons.get(None, 0),
-            dead_lettered=dead,
-            duration_s=duration_s,
-            model_version=version,
-            phases=phases,
-            tallies=tallied,
-            listener_tallies=complete,
-        )
-        for listener in self.listeners:
-            try:
-                listener.on_batch(scored, stats)
-            except Exception:
-                self._listener_failed(listener_name(listener))
-                log.exception("batch listener %r failed on batch %d", listener, batch_id)
-        phases["listeners"] = time.monotonic() - started - phases["count"]
-        self.totals.add(stats)
-        self.last_batch = stats
-        log.info(
-            "batch %d: %d in, %d scored, %s dead-lettered, %.3f s (%s), model v%d",
-            batch_id,
-            stats.records_in,
-            stats.scored,
-            stats.dead_lettered or 0,
-            duration_s,
-            ", ".join(f"{k} {v:.3f}" for k, v in phases.items()),
-            stats.model_version,
-        )
-
-    def _listener_failed(self, name: str) -> None:
-        self.listener_failures += 1
-        try:
-            self.on_listener_failure(name)
-        except Exception:  # the metrics must not fail the batch either
-            log.exception("counting a failure of %s failed", name)
-
-    def _tally(self, scored: DataFrame, version: int, listeners: bool = True) -> Tallied:
-        """The counts by reason and every listener's batch tallies, in one Spark job.
-
-        One task (coalesce(1)) reads the cached rows, and the other core stays with the next
-        batch; the group-by after it is over a few hundred (tally, key) groups.
-        """
-        from pyspark.sql import functions as F
-
-        projections: list[Column] = [F.col(REASON)]
-        tallies: dict[str, Tally] = {REASONS_TALLY: reasons_tally()}
-        for listener in self.listeners if listeners else ():
-            hook = getattr(listener, "batch_tallies", None)
-            if hook is None:
-                continue
-            try:
-                more_columns, more_tallies = hook(version)
-                taken = tallies.keys() & more_tallies.keys()
-                if taken:
-                    msg = f"tally names {sorted(taken)} are already taken"
-                    raise ScorestreamError(msg)
-            except Exception:
-                self._listener_failed(listener_name(listener))
-                log.exception("batch listener %r failed to give its tallies", listener)
-                continue
-            projections += more_columns
-            tallies.update(more_tallies)
-        return tally(scored.select(*projections).coalesce(1), tallies)
-
-    def settle(self, timeout_s: float = 300.0) -> None:
-        """Wait until the last written batch is counted and its listeners ran (totals,
-        `last_batch` and metrics then include it), and release its cached rows. A failure
-        of the accounting is logged and counted, never raised: the batch is on Kafka."""
-        with self._inflight_lock:
-            if self._inflight is None:
-                return
-            scored, work = self._inflight
-            self._inflight = None
-            try:
-                work.result(timeout=timeout_s)
-            except Exception:
-                self._listener_failed("accounting")
-                log.exception(
-                    "accounting of a written batch failed: it is published, its counts and "
-                    "listeners are missing"
-                )
-            finally:
-                scored.unpersist()
 
     def _plan(self, batch: DataFrame) -> ScoringPlan:
         """The scoring plan of the serving model version (and Avro writer schemas), kept
@@ -768,9 +428,11 @@ class Scorer:
         """Check the set-up, create missing topics, start the query and return it."""
         self.preflight()
         self.query = self._start_query()
-        self._watchdog = threading.Thread(target=self._watch, name="scorer-watchdog", daemon=True)
         self._watchdog.start()
         return self.query
+
+    def _restart(self) -> None:
+        self.query = self._start_query()
 
     def _start_query(self) -> StreamingQuery:
         s = self.settings
@@ -784,45 +446,12 @@ class Scorer:
             writer = writer.trigger(processingTime=s.trigger_interval)
         return writer.start()
 
-    def _watch(self) -> None:
-        """Restart the query after Spark 4.1.1's Kafka-source bug SPARK-55271, nothing else.
-
-        After a crash, the batch left uncommitted is replayed on restart; Spark then reports
-        its progress with Kafka offsets it never fetched and fails with a NullPointerException
-        in KafkaMicroBatchStream.metrics, after the batch was written and committed. Starting
-        the query again continues from the next batch. Any other failure is left to the caller
-        (raise_if_failed).
-        """
-        while not self._stopping.is_set():
-            query = self.query
-            if query is None:
-                return
-            try:
-                if query.awaitTermination(1):
-                    if not _is_spark_55271(query.exception()):
-                        return
-                else:
-                    continue
-            except Exception as exc:
-                if not _is_spark_55271(exc):
-                    return
-            if self._stopping.is_set() or self.restarts >= MAX_RESTARTS:
-                return
-            self.restarts += 1
-            log.warning(
-                "the query hit Spark bug SPARK-55271 after replaying a batch; restarting it "
-                "(%d of at most %d)",
-                self.restarts,
-                MAX_RESTARTS,
-            )
-            self.query = self._start_query()
-
     def active(self) -> bool:
         """True while the query runs or the watchdog may still restart it (SPARK-55271)."""
         query = self.query
         if query is not None and query.isActive:
             return True
-        return self._watchdog is not None and self._watchdog.is_alive()
+        return self._watchdog.is_alive()
 
     def _restart_pending(self) -> bool:
         query = self.query
@@ -844,23 +473,17 @@ class Scorer:
         """Let the running batch finish, then stop the query (what SIGTERM and Ctrl-C do)."""
         self._stopping.set()
         if self.query is None or not self.query.isActive:
-            self._settle_quietly(timeout_s)
+            self.accounting.settle_quietly(timeout_s)
             self._close_sink()
             return
         got = self._batch_lock.acquire(timeout=timeout_s)
         try:
             self.query.stop()
-            self._settle_quietly(timeout_s)
+            self.accounting.settle_quietly(timeout_s)
         finally:
             if got:
                 self._batch_lock.release()
             self._close_sink()
-
-    def _settle_quietly(self, timeout_s: float) -> None:
-        try:
-            self.settle(timeout_s)
-        except Exception:  # logged by settle(); stopping goes on
-            log.debug("accounting failed while stopping", exc_info=True)
 
     def _close_sink(self) -> None:
         if self._sink is not None:
@@ -877,22 +500,3 @@ class Scorer:
             first = str(exc).strip().splitlines()[0] if exc is not None else "unknown"
             msg = f"the scoring query failed: {first}"
             raise ScorestreamError(msg)
-
-
-def validate_settings(settings: ScorerSettings) -> None:
-    if settings.input_topic in (settings.output_topic, settings.topics.dead_letter):
-        msg = (
-            f"input topic {settings.input_topic!r} must differ from the output and "
-            "dead-letter topics"
-        )
-        raise ConfigError(msg)
-    if settings.exactly_once and settings.markers in (
-        settings.input_topic,
-        settings.output_topic,
-        settings.topics.dead_letter,
-    ):
-        msg = f"marker topic {settings.markers!r} must differ from the data topics"
-        raise ConfigError(msg)
-    if settings.exactly_once and settings.trigger_interval.strip().lower().startswith("real"):
-        msg = "--exactly-once needs micro-batch mode (foreachBatch); real-time mode has none"
-        raise ConfigError(msg)

@@ -29,7 +29,7 @@ from scorestream.monitoring.counting import BinCounter, bucket_index
 from scorestream.monitoring.drift import DriftWindow, ReferenceProfile, drift_report
 from scorestream.monitoring.metrics import ScorerMetrics, serve
 from scorestream.monitoring.settings import MonitorSettings
-from scorestream.streaming.job import BatchStats
+from scorestream.streaming.listeners import BatchStats
 from scorestream.streaming.validate import REASON
 from scorestream.tally import Tally
 
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
     from pyspark.sql.streaming import StreamingQuery, StreamingQueryListener
 
-    from scorestream.streaming.job import Scorer
+    from scorestream.streaming.listeners import Listened
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class ScorerMonitor:
         self._counter: BinCounter | None = None
         self._tallies: tuple[int, list[Column], dict[str, Tally]] | None = None
         self._registry: ModelSource | None = None
-        self._scorer: Scorer | None = None
+        self._scorer: Listened | None = None
         self._event_time = "event_time"
         self._server: WSGIServer | None = None
         self._listener: StreamingQueryListener | None = None
@@ -143,7 +143,7 @@ class ScorerMonitor:
 
     # -- wiring ------------------------------------------------------------------------------
     def attach(
-        self, scorer: Scorer, progress_of: Callable[[], StreamingQuery | None] | None = None
+        self, scorer: Listened, progress_of: Callable[[], StreamingQuery | None] | None = None
     ) -> None:
         """Start the exporter and hook into the scorer's model holder and query progress.
 

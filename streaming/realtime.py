@@ -28,15 +28,15 @@ from scorestream.models.parity import choose_route
 from scorestream.models.source import ModelEntry, open_source
 from scorestream.streaming import preflight
 from scorestream.streaming.avro_input import prepare_decoding
-from scorestream.streaming.job import kafka_source
 from scorestream.streaming.scoring import ScoringPlan, Topics
+from scorestream.streaming.source import kafka_source
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.streaming import DataStreamWriter, StreamingQuery
 
-    from scorestream.streaming.job import ScorerSettings
+    from scorestream.streaming.settings import ScorerSettings
 
 log = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ from scorestream.kafka import KafkaSettings, ensure_topics
 from scorestream.models.evaluate import score_column
 from scorestream.models.source import ModelSource
 from scorestream.monitoring.metrics import ScorerMetrics
-from scorestream.streaming.job import BatchStats
+from scorestream.streaming.listeners import BatchStats
 from scorestream.streaming.model_holder import AliasFollower, Probe
 from scorestream.streaming.validate import REASON
 
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from scorestream.models.source import ModelEntry
-    from scorestream.streaming.job import Scorer
+    from scorestream.streaming.listeners import Listened
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class ShadowScorer:
         self._topic_ready = False
         self._spec: Callable[[], FeatureSpec] | None = None
 
-    def attach(self, scorer: Scorer) -> None:
+    def attach(self, scorer: Listened) -> None:
         """Read the event fields from the scorer's model holder (the spec the batch is decoded
         with: the challenger may read only those)."""
         holder = scorer.holder

@@ -8,8 +8,6 @@ micro-batch scorer.
 from __future__ import annotations
 
 import argparse
-import sys
-import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -33,7 +31,9 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
     from scorestream.monitoring.settings import MonitorSettings
-    from scorestream.streaming.job import BatchListener, Scorer, ScorerSettings
+    from scorestream.streaming.job import Scorer
+    from scorestream.streaming.listeners import BatchListener
+    from scorestream.streaming.settings import ScorerSettings
 
 
 def operations_args(p: argparse.ArgumentParser) -> None:
@@ -233,11 +233,9 @@ def run_realtime(
     With a monitor interval, a micro-batch query beside the real-time one feeds the same
     metrics and drift gauges as the micro-batch scorer (streaming.realtime.monitor_settings).
     """
-    import signal
-    from types import FrameType
-
     from scorestream.streaming.job import Scorer
     from scorestream.streaming.monitor import ScorerMonitor
+    from scorestream.streaming.runner import QueryRunner, RealTime
 
     check_args(args, settings)
     scorer = RealtimeScorer(
@@ -251,44 +249,5 @@ def run_realtime(
             spark, kafka, monitor_settings(settings, args.realtime_monitor_interval), [monitor]
         )
         monitor.attach(watcher, progress_of=lambda: scorer.query)
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        print(f"\n{signal.Signals(signum).name}: stopping", file=sys.stderr, flush=True)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    query = scorer.start()
-    if watcher is not None:
-        slots = spark.sparkContext.defaultParallelism
-        needed = monitor_slots(topic_partitions(kafka, settings.input_topic))
-        if slots < needed:
-            scorer.stop()
-            msg = (
-                f"real-time mode with metrics needs {needed} task slots (one per input "
-                f"partition and one for the metrics query) but Spark has {slots}; run with "
-                f"--master local[{needed}], or --realtime-monitor-interval '' for no metrics"
-            )
-            raise ConfigError(msg)
-        watcher.start()
-    print(
-        f"real-time scoring {settings.input_topic} -> {settings.output_topic} "
-        f"(dead letters: {settings.topics.dead_letter}) with model v{scorer.version} (fixed "
-        f"until restart); checkpoint {settings.checkpoint_dir} every "
-        f"{args.realtime_checkpoint_interval}"
-        + (f"; metrics on {monitor.url}" if monitor is not None else ""),
-        file=sys.stderr,
-        flush=True,
-    )
-    while not stop.is_set() and query.isActive:
-        stop.wait(1.0)
-    if watcher is not None:
-        watcher.stop()
-    scorer.stop()
-    if monitor is not None:
-        monitor.close()
-    if not stop.is_set():
-        scorer.raise_if_failed()
-    print("stopped", file=sys.stderr)
-    return 0
+    strategy = RealTime(scorer, kafka, watcher, metrics_url=monitor.url if monitor else "")
+    return QueryRunner(strategy, closers=[monitor.close] if monitor else []).run()

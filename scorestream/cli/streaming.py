@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
-import sys
-import threading
 from pathlib import Path
-from types import FrameType
 
 from scorestream import options as opt
 from scorestream.avro import EVENT_SCHEMA
@@ -26,15 +22,17 @@ from scorestream.cli.common import (
 )
 from scorestream.cli.monitoring import metrics_args, monitor_settings
 from scorestream.contract.formats import FORMATS
-from scorestream.errors import ConfigError, ScorestreamError
+from scorestream.errors import ConfigError
 from scorestream.fs import location
 from scorestream.models.parity import COMPILE_MODES
 from scorestream.schema_registry import SchemaRegistrySettings
 from scorestream.streaming.avro_input import InputFormat
 from scorestream.streaming.exactly_once import EXACTLY_ONCE_MAX_OFFSETS
-from scorestream.streaming.job import Scorer, ScorerSettings, validate_settings
+from scorestream.streaming.job import Scorer
 from scorestream.streaming.monitor import ScorerMonitor
+from scorestream.streaming.runner import MicroBatch, QueryRunner
 from scorestream.streaming.scoring import OutputFormat
+from scorestream.streaming.settings import ScorerSettings, validate_settings
 from scorestream.streaming.validate import ValidationSettings
 
 
@@ -303,48 +301,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     scorer = Scorer(spark, kafka, settings, listeners=[monitor, *extra])
     monitor.attach(scorer)
     ops.attach(scorer, [*shadows, *loops])
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: FrameType | None) -> None:
-        print(
-            f"\n{signal.Signals(signum).name}: stopping after the current batch",
-            file=sys.stderr,
-            flush=True,
-        )
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    scorer.start()
-    print(
-        f"scoring {settings.input_topic} -> {settings.output_topic} "
-        f"(dead letters: {settings.topics.dead_letter}) with model "
-        f"v{scorer.holder.version}; checkpoint {settings.checkpoint_dir}; "
-        f"metrics on {monitor.url}",
-        file=sys.stderr,
-        flush=True,
+    runner = QueryRunner(
+        MicroBatch(scorer, metrics_url=monitor.url),
+        closers=[monitor.close, *(loop.close for loop in loops)],
     )
-    while not stop.is_set() and scorer.active():
-        stop.wait(1.0)
-    failure: ScorestreamError | None = None
-    if not stop.is_set():  # the query ended by itself: say why (stop() silences failures)
-        try:
-            scorer.raise_if_failed()
-        except ScorestreamError as exc:
-            failure = exc
-    scorer.stop()
-    monitor.close()
-    for loop in loops:
-        loop.close()
-    if failure is not None:
-        raise failure
-    t = scorer.totals
-    print(
-        f"stopped: {t.records_in} records in, {t.scored} scored, "
-        f"{t.dead_lettered} dead-lettered in {t.batches} batches",
-        file=sys.stderr,
-    )
-    return 0
+    return runner.run()
 
 
 def register(command: Command) -> None:

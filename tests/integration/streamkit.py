@@ -20,7 +20,8 @@ from typing import Any
 from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
 from scorestream.producers.subscriber import consumer
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
+from scorestream.streaming.settings import ScorerSettings
 
 EVENT_TIME = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 

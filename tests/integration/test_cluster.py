@@ -24,7 +24,8 @@ from scorestream.models.registry import Registry
 from scorestream.producers.publisher import ProduceSettings, publish
 from scorestream.producers.subscriber import consumer
 from scorestream.stack import LocalKafka, StackSettings, free_port_block, pid_alive
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
+from scorestream.streaming.settings import ScorerSettings
 
 EVENTS = 50_000
 RATE = 2_500.0  # events/s: a 20 s stream, long enough to lose and regain a broker inside it

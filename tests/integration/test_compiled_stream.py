@@ -15,7 +15,7 @@ from scorestream.models.evaluate import score_column
 from scorestream.models.pipeline import ESTIMATORS
 from scorestream.models.registry import Registry
 from scorestream.producers.publisher import ProduceSettings, publish
-from scorestream.streaming.job import ScorerSettings
+from scorestream.streaming.settings import ScorerSettings
 
 EVENTS = 400
 

@@ -29,7 +29,8 @@ from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
 from scorestream.producers.publisher import ProduceSettings, publish
 from scorestream.streaming.exactly_once import CRASH_EXIT_CODE
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
+from scorestream.streaming.settings import ScorerSettings
 
 
 def _events(n: int, seed: int, first: int = 0) -> list[dict[str, Any]]:

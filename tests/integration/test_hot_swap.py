@@ -31,9 +31,10 @@ from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.monitoring.settings import MonitorSettings
 from scorestream.producers.encoding import encode_json
 from scorestream.producers.publisher import Publisher
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
 from scorestream.streaming.model_holder import ModelHolder
 from scorestream.streaming.monitor import ScorerMonitor
+from scorestream.streaming.settings import ScorerSettings
 
 N = 3_000
 RATE = 250.0  # events per second: about 12 s of stream, many small batches

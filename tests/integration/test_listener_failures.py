@@ -33,9 +33,11 @@ from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.monitoring.settings import MonitorSettings
 from scorestream.producers.publisher import ProduceSettings, publish
 from scorestream.streaming.avro_input import InputFormat
-from scorestream.streaming.job import BatchStats, Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
+from scorestream.streaming.listeners import BatchStats
 from scorestream.streaming.monitor import ScorerMonitor
 from scorestream.streaming.realtime import RealtimeScorer
+from scorestream.streaming.settings import ScorerSettings
 from scorestream.streaming.shadow import ShadowScorer, ShadowSettings
 from scorestream.streaming.validate import ValidationSettings
 from scorestream.tally import Tally

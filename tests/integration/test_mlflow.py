@@ -33,8 +33,9 @@ from scorestream.models.source import open_source
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.monitoring.settings import MonitorSettings
 from scorestream.producers.publisher import ProduceSettings, publish
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
 from scorestream.streaming.monitor import ScorerMonitor
+from scorestream.streaming.settings import ScorerSettings
 from scorestream.streaming.shadow import ShadowScorer, ShadowSettings
 
 ROWS = 4_000

@@ -32,9 +32,11 @@ from scorestream.models.registry import Registry
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.monitoring.settings import MonitorSettings
 from scorestream.producers.publisher import ProduceSettings, publish
-from scorestream.streaming.job import BatchStats, Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
+from scorestream.streaming.listeners import BatchStats
 from scorestream.streaming.model_holder import ModelHolder
 from scorestream.streaming.monitor import ScorerMonitor
+from scorestream.streaming.settings import ScorerSettings
 
 N = 4_000
 

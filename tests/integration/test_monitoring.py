@@ -43,8 +43,9 @@ from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.monitoring.settings import MonitorSettings
 from scorestream.producers.publisher import ProduceSettings, Publisher, publish
 from scorestream.producers.subscriber import consumer
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
 from scorestream.streaming.monitor import ScorerMonitor
+from scorestream.streaming.settings import ScorerSettings
 
 WINDOW = 5_000
 DRIFT_AFTER = 5_000

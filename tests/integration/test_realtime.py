@@ -23,8 +23,8 @@ from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
 from scorestream.producers.encoding import encode_json
 from scorestream.producers.publisher import Publisher
-from scorestream.streaming.job import ScorerSettings
 from scorestream.streaming.realtime import RealtimeScorer, RealtimeSettings
+from scorestream.streaming.settings import ScorerSettings
 
 N_GOOD = 1_500
 BAD = [b"not json", b"{", json.dumps({"event_id": "no-time", "amount": 1.0}).encode()]

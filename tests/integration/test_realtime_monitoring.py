@@ -26,7 +26,7 @@ from scorestream.monitoring.dashboard import dashboard_exprs, rule_exprs
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.monitoring.settings import MonitorSettings
 from scorestream.producers.publisher import ProduceSettings, Publisher, publish
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
 from scorestream.streaming.monitor import ScorerMonitor
 from scorestream.streaming.realtime import (
     RealtimeScorer,
@@ -34,6 +34,7 @@ from scorestream.streaming.realtime import (
     monitor_settings,
     monitor_slots,
 )
+from scorestream.streaming.settings import ScorerSettings
 
 CLEAN = 2_000
 BAD = {"DECODE_ERROR": 4, "WRONG_TYPE": 3}

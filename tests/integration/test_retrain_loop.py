@@ -42,9 +42,10 @@ from scorestream.producers.encoding import encode_json
 from scorestream.producers.publisher import Publisher
 from scorestream.streaming import training_set
 from scorestream.streaming.feedback import FeedbackLoop, FeedbackSettings, log_loss
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
 from scorestream.streaming.monitor import ScorerMonitor
 from scorestream.streaming.retrain import retrain_once
+from scorestream.streaming.settings import ScorerSettings
 from scorestream.streaming.shadow import ShadowScorer, ShadowSettings
 from scorestream.streaming.training_set import DataWindow
 

@@ -31,7 +31,8 @@ from scorestream.models.registry import Registry
 from scorestream.producers.encoding import encode_json
 from scorestream.producers.publisher import Publisher
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
+from scorestream.streaming.settings import ScorerSettings
 
 USER, PASSWORD = "scorer", "pl41n-S3cret-7c1f"
 SCRAM_USER, SCRAM_PASSWORD = "scrammer", "scr4m-S3cret-9d2e"

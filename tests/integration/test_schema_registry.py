@@ -25,8 +25,9 @@ from scorestream.producers.encoding import decoder
 from scorestream.producers.publisher import Publisher
 from scorestream.schema_registry import SchemaRegistry, SchemaRegistrySettings
 from scorestream.streaming.avro_input import InputFormat
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
 from scorestream.streaming.scoring import OutputFormat
+from scorestream.streaming.settings import ScorerSettings
 
 
 def _events(n: int, seed: int) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ from scorestream.kafka import KafkaSettings
 from scorestream.models.evaluate import score_column
 from scorestream.models.registry import Registry
 from scorestream.producers.publisher import ProduceSettings, publish
-from scorestream.streaming.job import ScorerSettings
+from scorestream.streaming.settings import ScorerSettings
 
 
 def _events(n: int) -> list[dict[str, Any]]:

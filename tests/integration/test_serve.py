@@ -18,7 +18,7 @@ from scorestream.kafka import KafkaSettings
 from scorestream.models.batch import score_frame
 from scorestream.models.data import typed_features
 from scorestream.models.registry import Registry
-from scorestream.streaming.job import ScorerSettings
+from scorestream.streaming.settings import ScorerSettings
 
 REQUESTS = 1_000
 CONCURRENCY = 250

@@ -36,7 +36,8 @@ from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.producers.encoding import encode_json
 from scorestream.producers.publisher import Publisher
 from scorestream.streaming.feedback import FeedbackLoop, FeedbackSettings
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
+from scorestream.streaming.settings import ScorerSettings
 from scorestream.streaming.shadow import ShadowScorer, ShadowSettings
 
 CHUNK = 500

@@ -28,7 +28,8 @@ from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
 from scorestream.producers.publisher import Publisher
 from scorestream.producers.subscriber import consumer
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
+from scorestream.streaming.settings import ScorerSettings
 
 EVENTS = 3_000
 BAD = [b"not json at all", b'{"event_id": "x-1", "amount": "lots"}', b""]

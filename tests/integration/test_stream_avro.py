@@ -16,8 +16,8 @@ from scorestream.models.registry import Registry
 from scorestream.producers.encoding import decoder
 from scorestream.producers.publisher import ProduceSettings, Publisher, publish
 from scorestream.streaming.avro_input import InputFormat
-from scorestream.streaming.job import ScorerSettings
 from scorestream.streaming.scoring import OutputFormat
+from scorestream.streaming.settings import ScorerSettings
 from scorestream.streaming.validate import ValidationSettings
 
 

@@ -17,7 +17,7 @@ from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
 from scorestream.producers.encoding import encode_json
 from scorestream.producers.publisher import Publisher
-from scorestream.streaming.job import ScorerSettings
+from scorestream.streaming.settings import ScorerSettings
 from scorestream.streaming.validate import ValidationSettings
 
 PER_REASON = 25

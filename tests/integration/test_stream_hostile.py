@@ -14,7 +14,7 @@ from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
 from scorestream.producers.publisher import Publisher
-from scorestream.streaming.job import ScorerSettings
+from scorestream.streaming.settings import ScorerSettings
 from scorestream.streaming.validate import ValidationSettings
 
 EIGHT_MB = str(8 * 1024 * 1024)

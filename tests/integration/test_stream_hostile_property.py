@@ -21,8 +21,8 @@ from scorestream.contract.synthetic import iter_events
 from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
 from scorestream.producers.publisher import Publisher
-from scorestream.streaming.job import ScorerSettings
 from scorestream.streaming.scoring import DEFAULT_MAX_MESSAGE_BYTES
+from scorestream.streaming.settings import ScorerSettings
 from scorestream.streaming.validate import ValidationSettings
 
 MAX_RECORD = 3_000_000  # the scorer's record limit here; the input topic takes 8 MiB

@@ -21,7 +21,8 @@ from scorestream.kafka import KafkaSettings
 from scorestream.models.registry import Registry
 from scorestream.producers.encoding import encode_json
 from scorestream.producers.publisher import Publisher
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
+from scorestream.streaming.settings import ScorerSettings
 
 # A feature-engineering stage with a real bug: amounts in micro-units as a 64-bit integer
 # overflow from 9.2e12 on, and under ANSI mode (Spark's default) the cast throws.

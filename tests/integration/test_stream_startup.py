@@ -15,7 +15,8 @@ from scorestream.errors import ConfigError, ModelError, StackError
 from scorestream.kafka import KafkaSettings, topic_partitions
 from scorestream.models.registry import Registry
 from scorestream.producers.publisher import ProduceSettings, publish
-from scorestream.streaming.job import Scorer, ScorerSettings
+from scorestream.streaming.job import Scorer
+from scorestream.streaming.settings import ScorerSettings
 
 
 def test_unreachable_broker_fails_after_a_bounded_retry_naming_the_address(

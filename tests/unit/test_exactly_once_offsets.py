@@ -14,7 +14,7 @@ from scorestream.streaming.exactly_once import (
     batch_offsets,
     coverage,
 )
-from scorestream.streaming.job import ScorerSettings
+from scorestream.streaming.settings import ScorerSettings
 
 
 def test_batch_offsets_read_from_sparks_offset_log(tmp_path: Path) -> None:

@@ -119,7 +119,7 @@ def test_a_taken_port_is_a_clear_error() -> None:
 
 def test_batch_counts_by_reason_add_up_and_a_foreign_reason_fails_loudly() -> None:
     from scorestream.errors import ScorestreamError
-    from scorestream.streaming.job import REASONS_TALLY, by_reason
+    from scorestream.streaming.accounting import REASONS_TALLY, by_reason
     from scorestream.tally import Tallied
 
     keys = {0: 7, 1 + REASONS.index("DECODE_ERROR"): 2, 1 + REASONS.index("OUT_OF_RANGE"): 1}

@@ -10,8 +10,8 @@ import pytest
 from scorestream.errors import ConfigError
 from scorestream.streaming import preflight
 from scorestream.streaming.avro_input import InputFormat
-from scorestream.streaming.job import ScorerSettings
 from scorestream.streaming.scoring import OutputFormat
+from scorestream.streaming.settings import ScorerSettings
 
 BASE = ScorerSettings(input_topic="in", output_topic="out")
 
