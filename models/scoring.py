@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from scorestream.avro import SCORE_SCHEMA, read_schema
 from scorestream.contract.spec import FeatureSpec
-from scorestream.errors import DataError
+from scorestream.errors import ConfigError, DataError
 from scorestream.models.evaluate import score_column
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ def typed_features(
 
     if on_bad not in ON_BAD:
         msg = f"unknown on_bad {on_bad!r}; expected one of {', '.join(ON_BAD)}"
-        raise ValueError(msg)
+        raise ConfigError(msg)
     types = {f.name: f.dataType for f in frame.schema.fields}
     numbers: dict[str, Column] = {}
     checks = []
@@ -193,7 +193,7 @@ def scorer_of(
     if compiled is None:
         if model is None:
             msg = "score needs a PipelineModel or its compiled form"
-            raise ValueError(msg)
+            raise ConfigError(msg)
         java_model = model._to_java()
         value, prediction = score_column(), F.col(PREDICTION)
     else:

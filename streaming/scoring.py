@@ -180,17 +180,22 @@ def fit_output(
     return with_value.select(*[replaced.get(c, F.col(f"`{c}`")) for c in with_value.columns])
 
 
-def kafka_columns(spec: FeatureSpec, topics: Topics) -> tuple[Column, ...]:
+def kafka_columns(
+    spec: FeatureSpec, topics: Topics, version: int | None = None
+) -> tuple[Column, ...]:
     """The Kafka sink row (topic, key, value, headers) of a fitted row (see fit_output): the
     score for good records, the original bytes for dead-lettered ones, cut to what the
-    dead-letter topic takes (with headers saying so and the original lengths)."""
+    dead-letter topic takes (with headers saying so and the original lengths). `version`: the
+    model version every row was scored with, when it is one (its header is then a constant,
+    not a per-row conversion)."""
     from pyspark.sql import functions as F
 
     good = F.col(REASON).isNull()
+    model = F.col("model_version") if version is None else F.lit(str(version))
     score_headers = F.array(
         _header(H_PARTITION, F.col("_src_partition")),
         _header(H_OFFSET, F.col("_src_offset")),
-        _header(H_MODEL, F.col("model_version")),
+        _header(H_MODEL, model),
     )
     dlq_headers = F.array(
         _header(H_REASON, F.col(REASON)),
@@ -273,6 +278,7 @@ class ScoringPlan:
         compiled: CompiledModel | None = None,
     ) -> None:
         self.spec = spec
+        self.version = version
         self.decoded = validate(decoder(template, spec, fmt, writers, validation), spec, validation)
         self._score: Score = scorer_of(model, version, compiled)  # model params copied once
         self._sink: dict[Topics, tuple[Column, ...]] = {}
@@ -303,5 +309,5 @@ class ScoringPlan:
     def sink_columns(self, topics: Topics) -> tuple[Column, ...]:
         """The Kafka sink row's columns of a fitted row (kept per topics)."""
         if topics not in self._sink:
-            self._sink[topics] = kafka_columns(self.spec, topics)
+            self._sink[topics] = kafka_columns(self.spec, topics, self.version)
         return self._sink[topics]
