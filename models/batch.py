@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from scorestream import fs
 from scorestream.errors import ConfigError, DataError
 from scorestream.models.data import check_columns, read_table
 from scorestream.models.scoring import score, score_record_columns, typed_features
@@ -104,7 +105,7 @@ def batch_score(
             msg = f"{settings.input}: {total} rows read but {n_scored} scored"
             raise DataError(msg)
         if settings.output:
-            scored.write.mode(settings.mode).parquet(settings.output)
+            scored.write.mode(settings.mode).parquet(str(fs.location(settings.output)))
         if settings.jdbc_url:
             write_jdbc(scored, settings)
     finally:
