@@ -7,14 +7,13 @@ DataError naming the column, never a silently dropped row.
 
 from __future__ import annotations
 
-import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from scorestream import fs
 from scorestream.errors import ConfigError, DataError
-from scorestream.models.data import check_columns, read_table, typed_features
-from scorestream.models.evaluate import score_column
+from scorestream.models.data import check_columns, read_table
+from scorestream.models.scoring import score, score_record_columns, typed_features
 from scorestream.models.source import ModelSource
 
 if TYPE_CHECKING:
@@ -77,21 +76,17 @@ class BatchSettings:
 def score_frame(
     frame: DataFrame, entry: ModelEntry, model: PipelineModel, keep_columns: bool = False
 ) -> DataFrame:
-    """Typed input rows -> id/time (when present), features kept on request, score, version."""
+    """Typed input rows -> the score record's fields (schemas/score.avsc: the stream's record,
+    field for field; the id and event time when the file has them), then the input's other
+    columns on request."""
     from pyspark.sql import functions as F
 
     spec = entry.spec
-    scored = model.transform(frame)
-    passthrough = [c for c in (spec.event_id, spec.event_time) if c in frame.columns]
-    if keep_columns:
-        passthrough += [c for c in frame.columns if c not in passthrough]
-    return scored.select(
-        *passthrough,
-        score_column().alias("score"),
-        F.col("prediction").cast("int").alias("prediction"),
-        F.lit(entry.version).alias("model_version"),
-        F.lit(dt.datetime.now(dt.UTC)).alias("scored_at"),
-    )
+    scored = score(frame, model, entry.version)
+    record = score_record_columns(spec, frame.columns)
+    taken = {spec.event_id, spec.event_time}
+    extra = [F.col(f"`{c}`") for c in frame.columns if c not in taken] if keep_columns else []
+    return scored.select(*record, *extra)
 
 
 def batch_score(
@@ -101,7 +96,7 @@ def batch_score(
     entry, model = registry.load(settings.model)
     raw = read_table(spark, settings.input, settings.input_format)
     check_columns(raw, entry.spec, settings.input, label=False)
-    frame = typed_features(raw, entry.spec, settings.input)
+    frame = typed_features(raw, entry.spec, where=settings.input)
     scored = score_frame(frame, entry, model, settings.keep_columns).cache()
     try:
         total = raw.count()

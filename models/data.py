@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING
 from scorestream import fs
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import DataError, ScorestreamError
+from scorestream.models.scoring import typed_features
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 FORMATS = ("csv", "parquet")
-NUMERIC_TYPES = ("double", "float", "int", "bigint", "smallint", "tinyint", "boolean")
-_SAMPLE = 3
 
 
 def detect_format(path: str, fmt: str | None = None) -> str:
@@ -106,53 +105,6 @@ def check_columns(frame: DataFrame, spec: FeatureSpec, where: str, label: bool) 
             raise DataError(msg)
 
 
-def typed_features(frame: DataFrame, spec: FeatureSpec, where: str) -> DataFrame:
-    """`frame` with numerics cast to double and categoricals to string; text in a numeric fails.
-
-    Empty strings in a CSV count as missing (imputed), not as bad values.
-    """
-    from pyspark.sql import functions as F
-
-    types = dict(frame.dtypes)
-    checks = []
-    for name in spec.numeric_names:
-        kind = types[name]
-        if kind in NUMERIC_TYPES or kind.startswith("decimal"):
-            continue
-        if kind != "string":
-            msg = f"{where}: numeric feature {name!r} has type {kind}; expected a number"
-            raise DataError(msg)
-        text = F.trim(F.col(name))
-        bad = text.isNotNull() & (text != "") & text.try_cast("double").isNull()
-        checks.append((name, bad))
-    if checks:
-        row = frame.agg(
-            *[
-                F.sum(F.when(bad, 1).otherwise(0)).alias(f"n{i}")
-                for i, (_, bad) in enumerate(checks)
-            ]
-        ).first()
-        assert row is not None
-        for i, (name, bad) in enumerate(checks):
-            count = int(row[f"n{i}"] or 0)
-            if count:
-                shown = [r[0] for r in frame.where(bad).select(name).limit(_SAMPLE).collect()]
-                msg = (
-                    f"{where}: numeric feature {name!r} holds {count} value(s) that are not "
-                    f"numbers, e.g. {shown}; expected numbers (empty means missing)"
-                )
-                raise DataError(msg)
-    keep = [c for c in frame.columns if c not in set(spec.feature_names)]
-    cols = [F.col(c) for c in keep]
-    for name in spec.numeric_names:
-        value = F.col(name)
-        if types[name] == "string":
-            value = F.when(F.trim(value) == "", F.lit(None)).otherwise(F.trim(value))
-        cols.append(value.cast("double").alias(name))
-    cols += [F.col(c).cast("string").alias(c) for c in spec.categorical]
-    return frame.select(*cols)
-
-
 def typed_label(frame: DataFrame, spec: FeatureSpec, where: str) -> DataFrame:
     """`frame` with the label as double 0/1; anything else (or a missing label) fails."""
     from pyspark.sql import functions as F
@@ -203,5 +155,5 @@ def load_training_data(
         msg = f"data file {path} is empty: expected a header and at least one row"
         raise DataError(msg)
     check_columns(frame, spec, path, label=True)
-    frame = typed_features(frame, spec, path)
+    frame = typed_features(frame, spec, where=path)
     return typed_label(frame, spec, path)

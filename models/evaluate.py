@@ -19,17 +19,22 @@ def score_column() -> Any:
 
 
 def evaluate(scored: DataFrame, label: str, bins: int = 10) -> dict[str, Any]:
-    """Metrics of a transformed DataFrame (with `probability`) against its label column."""
+    """Metrics of scored rows (models.scoring.score: with `score`) against their label column.
+
+    The areas are ranked by the score itself: the probability orders rows as the raw margin
+    does, so they equal Spark's figures from `rawPrediction`."""
     from pyspark.ml.evaluation import BinaryClassificationEvaluator
     from pyspark.sql import functions as F
 
-    frame = scored.select(
-        F.col(label).cast("double").alias("y"), score_column().alias("p"), "rawPrediction"
-    )
+    frame = scored.select(F.col(label).cast("double").alias("y"), F.col("score").alias("p"))
     frame = frame.cache()
     try:
-        roc = BinaryClassificationEvaluator(labelCol="y", metricName="areaUnderROC").evaluate(frame)
-        pr = BinaryClassificationEvaluator(labelCol="y", metricName="areaUnderPR").evaluate(frame)
+        roc = BinaryClassificationEvaluator(
+            labelCol="y", rawPredictionCol="p", metricName="areaUnderROC"
+        ).evaluate(frame)
+        pr = BinaryClassificationEvaluator(
+            labelCol="y", rawPredictionCol="p", metricName="areaUnderPR"
+        ).evaluate(frame)
         clipped = F.least(F.greatest(F.col("p"), F.lit(EPS)), F.lit(1 - EPS))
         agg = frame.agg(
             F.count("*").alias("n"),

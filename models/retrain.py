@@ -21,6 +21,7 @@ from scorestream.errors import DataError, ModelError
 from scorestream.models.evaluate import evaluate
 from scorestream.models.pipeline import EstimatorSettings
 from scorestream.models.registry import ModelVersion, Registry
+from scorestream.models.scoring import score
 from scorestream.models.train import TrainSettings, train
 
 if TYPE_CHECKING:
@@ -136,7 +137,7 @@ def retrain(
         _check_classes(older, newest, spec.label, total)
         progress(f"scoring the parent v{parent.version} on the held-out slice ...")
         _, parent_model = registry.load(parent.version)
-        parent_figures = evaluate(parent_model.transform(newest), spec.label)
+        parent_figures = evaluate(score(newest, parent_model, parent.version), spec.label)
         extra = {
             "lineage": {
                 **lineage,

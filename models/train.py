@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from scorestream.contract.spec import FeatureSpec
 from scorestream.fs import Location
-from scorestream.models.evaluate import evaluate, score_column
+from scorestream.models.evaluate import evaluate
 from scorestream.models.pipeline import EstimatorSettings, build_pipeline
 from scorestream.models.profile import build_profile
 from scorestream.models.registry import Registry
+from scorestream.models.scoring import score, typed_features
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import Column, DataFrame, SparkSession
 
     from scorestream.models.source import ModelEntry
 
@@ -61,16 +62,19 @@ def train(
     from pyspark.sql import functions as F
 
     started = time.monotonic()
-    columns = [F.col(n).cast("double").alias(n) for n in spec.numeric_names]
-    columns += [F.col(c).cast("string").alias(c) for c in spec.categorical]
+    columns: list[Column | str] = [*spec.feature_names]
     columns.append(F.col(spec.label).cast("double").alias(spec.label))
-    data = frame.select(*columns)
+
+    def typed(rows: DataFrame) -> DataFrame:
+        return typed_features(rows, spec, where=source).select(*columns)
+
+    data = typed(frame)
     if holdout is None:
         train_df, valid_df = data.randomSplit(
             [1 - settings.validation_fraction, settings.validation_fraction], seed=settings.seed
         )
     else:
-        train_df, valid_df = data, holdout.select(*columns)
+        train_df, valid_df = data, typed(holdout)
     train_df = train_df.cache()
     n_train = train_df.count()
     progress(
@@ -79,9 +83,10 @@ def train(
     )
     model = build_pipeline(spec, settings.estimator).fit(train_df)
     progress(f"evaluating on the validation split ({time.monotonic() - started:.1f} s so far) ...")
-    metrics = evaluate(model.transform(valid_df), spec.label)
+    # Not registered yet: the version is the registry's to give, so model_version is null.
+    metrics = evaluate(score(valid_df, model, None), spec.label)
     progress("computing the reference profile for drift monitoring ...")
-    profile = build_profile(model.transform(train_df), spec, score_column())
+    profile = build_profile(score(train_df, model, None), spec, F.col("score"))
     train_df.unpersist()
 
     metadata = {

@@ -33,6 +33,8 @@ _API = {
     "BatchSettings": "scorestream.models.batch",
     "batch_score": "scorestream.models.batch",
     "score_frame": "scorestream.models.batch",
+    "score": "scorestream.models.scoring",
+    "typed_features": "scorestream.models.scoring",
     # events in and scores out
     "ProduceSettings": "scorestream.producers.publisher",
     "publish": "scorestream.producers.publisher",
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
     from scorestream.kafka import KafkaSettings
     from scorestream.models.batch import BatchSettings, batch_score, score_frame
     from scorestream.models.registry import ModelVersion, Registry
+    from scorestream.models.scoring import score, typed_features
     from scorestream.models.train import TrainSettings, synthetic_frame, train
     from scorestream.monitoring.settings import MonitorSettings
     from scorestream.producers.publisher import ProduceSettings, publish

@@ -69,7 +69,7 @@ class BatchListener(Protocol):
 
     `scored` is the batch after decoding, validation and scoring, cached while listeners run:
     typed feature columns, `_reason` (null for scored rows), `score`, `prediction`,
-    `model_version`, `_scored_at`. Listeners run on the scorer's accounting thread once the
+    `model_version`, `scored_at`. Listeners run on the scorer's accounting thread once the
     batch is on Kafka, overlapping the next batch (at most one batch is in flight:
     `Scorer.settle()` waits for it). A listener cannot fail the batch: its exceptions are
     logged and counted (`on_listener_failure`, scorestream_listener_failures_total) under its

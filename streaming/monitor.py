@@ -249,7 +249,7 @@ class ScorerMonitor:
         """
         from pyspark.sql import functions as F
 
-        from scorestream.streaming.scoring import SCORED_AT
+        from scorestream.models.scoring import SCORED_AT
 
         with self._lock:
             if version != self.reference_version:

@@ -12,7 +12,7 @@ from scorestream.avro import SCORE_SCHEMA, read_schema
 from scorestream.contract.formats import FORMATS
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
-from scorestream.models.evaluate import score_column
+from scorestream.models.scoring import Score, score_record_columns, scorer_of
 from scorestream.schema_registry import SchemaRegistrySettings
 from scorestream.streaming.avro_input import InputFormat, WriterSchemas, decode_avro
 from scorestream.streaming.validate import (
@@ -61,9 +61,6 @@ TRUNCATION_HEADERS_MAX = (
 # The score record's bytes in the output format, null for dead-lettered rows (see fit_output).
 SCORE_VALUE = "_score_value"
 
-# The moment a row was scored (see scoring_clock): the score record's `scored_at`.
-SCORED_AT = "_scored_at"
-
 
 @dataclass(frozen=True)
 class Topics:
@@ -104,37 +101,6 @@ def _header(name: str, value: Column) -> Column:
     return F.struct(F.lit(name).alias("key"), value.cast("string").cast("binary").alias("value"))
 
 
-def _score_columns(version: int, compiled: CompiledModel | None = None) -> tuple[Column, ...]:
-    from pyspark.sql import functions as F
-
-    outputs: tuple[Column, ...]
-    if compiled is None:
-        outputs = (score_column().alias("score"),)
-    else:
-        score, prediction = compiled.columns()
-        outputs = (score.alias("score"), prediction.alias("prediction"))
-    return (
-        F.col("*"),
-        *outputs,
-        F.lit(version).alias("model_version"),
-        scoring_clock().alias(SCORED_AT),
-    )
-
-
-def scoring_clock() -> Column:
-    """The wall clock when a row is scored (milliseconds), evaluated per row.
-
-    Not `current_timestamp()`: Spark folds that into a constant per query, so every micro-batch
-    generates different code and pays a Janino compile of its whole stage (about 100 ms a
-    batch, measured on 2 cores); in real-time mode it would stay at the epoch's start for
-    minutes. A reflected `System.currentTimeMillis` keeps the generated code the same.
-    """
-    from pyspark.sql import functions as F
-
-    millis = F.expr("reflect('java.lang.System', 'currentTimeMillis')").cast("long")
-    return F.timestamp_millis(millis)
-
-
 def _score_value(spec: FeatureSpec, output: OutputFormat) -> Column:
     """The score record's bytes in the output format (schemas/score.avsc for Avro)."""
     import json
@@ -142,14 +108,7 @@ def _score_value(spec: FeatureSpec, output: OutputFormat) -> Column:
     from pyspark.sql import functions as F
     from pyspark.sql.avro.functions import to_avro
 
-    record = F.struct(
-        F.col(spec.event_id).alias("event_id"),
-        F.col("score").cast("double").alias("score"),
-        F.col("prediction").cast("double").alias("prediction"),
-        F.col("model_version").cast("int").alias("model_version"),
-        F.col(spec.event_time).alias("event_time"),
-        F.col(SCORED_AT).alias("scored_at"),
-    )
+    record = F.struct(*score_record_columns(spec))
     if output.kind == "json":
         json_text = F.to_json(record, {"timestampFormat": "yyyy-MM-dd'T'HH:mm:ss.SSSXXX"})
         return json_text.cast("binary")
@@ -221,17 +180,22 @@ def fit_output(
     return with_value.select(*[replaced.get(c, F.col(f"`{c}`")) for c in with_value.columns])
 
 
-def kafka_columns(spec: FeatureSpec, topics: Topics) -> tuple[Column, ...]:
+def kafka_columns(
+    spec: FeatureSpec, topics: Topics, version: int | None = None
+) -> tuple[Column, ...]:
     """The Kafka sink row (topic, key, value, headers) of a fitted row (see fit_output): the
     score for good records, the original bytes for dead-lettered ones, cut to what the
-    dead-letter topic takes (with headers saying so and the original lengths)."""
+    dead-letter topic takes (with headers saying so and the original lengths). `version`: the
+    model version every row was scored with, when it is one (its header is then a constant,
+    not a per-row conversion)."""
     from pyspark.sql import functions as F
 
     good = F.col(REASON).isNull()
+    model = F.col("model_version") if version is None else F.lit(str(version))
     score_headers = F.array(
         _header(H_PARTITION, F.col("_src_partition")),
         _header(H_OFFSET, F.col("_src_offset")),
-        _header(H_MODEL, F.col("model_version")),
+        _header(H_MODEL, model),
     )
     dlq_headers = F.array(
         _header(H_REASON, F.col(REASON)),
@@ -314,9 +278,9 @@ class ScoringPlan:
         compiled: CompiledModel | None = None,
     ) -> None:
         self.spec = spec
+        self.version = version
         self.decoded = validate(decoder(template, spec, fmt, writers, validation), spec, validation)
-        self._java_model = None if compiled else model._to_java()  # params copied once
-        self._score = _score_columns(version, compiled)
+        self._score: Score = scorer_of(model, version, compiled)  # model params copied once
         self._sink: dict[Topics, tuple[Column, ...]] = {}
         self._fit: dict[tuple[Topics, OutputFormat], tuple[Column, dict[str, Column]]] = {}
 
@@ -325,18 +289,9 @@ class ScoringPlan:
         return self.decoded.apply(raw)
 
     def scored(self, raw: DataFrame) -> DataFrame:
-        """Kafka source rows -> typed features, `_reason`/`_message`, `score`, `prediction`,
-        `model_version`, `_scored_at`."""
-        from pyspark.sql import DataFrame as SparkFrame
-
-        validated = self.validated(raw)
-        if self._java_model is None:
-            return validated.select(*self._score)
-        transformed = SparkFrame(
-            self._java_model.transform(validated._jdf),
-            validated.sparkSession,
-        )
-        return transformed.select(*self._score)
+        """Kafka source rows -> typed features, `_reason`/`_message`, then the score record's
+        fields (`score`, `prediction`, `model_version`, `scored_at`; see models.scoring)."""
+        return self._score(self.validated(raw))
 
     def fit(self, scored: DataFrame, topics: Topics, output: OutputFormat) -> DataFrame:
         """Scored rows with their score records, sized for the topics (see fit_output)."""
@@ -354,5 +309,5 @@ class ScoringPlan:
     def sink_columns(self, topics: Topics) -> tuple[Column, ...]:
         """The Kafka sink row's columns of a fitted row (kept per topics)."""
         if topics not in self._sink:
-            self._sink[topics] = kafka_columns(self.spec, topics)
+            self._sink[topics] = kafka_columns(self.spec, topics, self.version)
         return self._sink[topics]

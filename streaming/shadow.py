@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError
 from scorestream.kafka import KafkaSettings, ensure_topics
-from scorestream.models.evaluate import score_column
+from scorestream.models.scoring import score
 from scorestream.models.source import ModelSource
 from scorestream.monitoring.metrics import ScorerMetrics
 from scorestream.streaming.listeners import BatchStats
@@ -83,16 +83,16 @@ def compare(
         F.col("score").alias("champion_score"),
         F.col("prediction").alias("champion_prediction"),
     )
-    out = challenger.transform(inputs)
+    out = score(inputs, challenger, version)
     return out.select(
         F.col(serving.event_id).alias("event_id"),
         F.col(serving.event_time).alias("event_time"),
         F.col("champion_version").cast("int"),
         F.col("champion_score").cast("double"),
         F.col("champion_prediction").cast("double"),
-        F.lit(version).cast("int").alias("challenger_version"),
-        score_column().cast("double").alias("challenger_score"),
-        F.col("prediction").cast("double").alias("challenger_prediction"),
+        F.col("model_version").alias("challenger_version"),
+        F.col("score").alias("challenger_score"),
+        F.col("prediction").alias("challenger_prediction"),
     )
 
 

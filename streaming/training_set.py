@@ -177,7 +177,8 @@ def decoded_features(
 
 
 def _features_from_file(spark: SparkSession, window: DataWindow, spec: FeatureSpec) -> DataFrame:
-    from scorestream.models.data import check_columns, read_table, typed_features
+    from scorestream.models.data import check_columns, read_table
+    from scorestream.models.scoring import typed_features
 
     assert window.features_path is not None
     frame = read_table(spark, window.features_path, window.features_format)
@@ -191,7 +192,7 @@ def _features_from_file(spark: SparkSession, window: DataWindow, spec: FeatureSp
     keep = [spec.event_id, *spec.feature_names]
     if spec.event_time in frame.columns:
         keep.append(spec.event_time)
-    return typed_features(frame.select(*keep), spec, window.features_path)
+    return typed_features(frame.select(*keep), spec, where=window.features_path)
 
 
 def build(

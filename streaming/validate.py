@@ -20,6 +20,7 @@ from scorestream.contract.reasons import (
 )
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError
+from scorestream.models.scoring import typed_number
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -119,6 +120,15 @@ def _shown(value: Column) -> Column:
 Raw = dict[str, tuple["Column", "DataType"]]
 
 
+@dataclass(frozen=True)
+class TypedFirst:
+    """Numeric features a decoder could read typed (JSON: doubles straight from the parser),
+    used for the rows where `ok` holds; the raw values serve the rest."""
+
+    ok: Column
+    numbers: dict[str, Column]
+
+
 def decoded_fields(
     steps: tuple[tuple[Column, ...], ...],
     spec: FeatureSpec,
@@ -126,6 +136,7 @@ def decoded_fields(
     failed: Column,
     failed_message: Column,
     settings: ValidationSettings | None = None,
+    typed_first: TypedFirst | None = None,
 ) -> Decoded:
     """The shared second half of every decoder: raw field values -> typed columns and checks.
 
@@ -134,18 +145,33 @@ def decoded_fields(
     it and that value's Spark type (JSON: all text; Avro: the reader schema's types). `failed`
     is true where the record could not be decoded at all, `failed_message` says why. Numbers
     given as text are parsed (and a WRONG_TYPE when they do not parse), timestamps may be
-    timestamps, epoch milliseconds or ISO-8601 text.
+    timestamps, epoch milliseconds or ISO-8601 text. With `typed_first`, its numbers are taken
+    as they are where it holds, and the raw values are parsed only for the other rows.
     """
     from pyspark.sql import functions as F
+
+    fast = typed_first.numbers if typed_first is not None else {}
+
+    def either(typed_value: Column, raw_value: Column) -> Column:
+        # A CASE, not an OR: Spark evaluates the raw branch only for the rows that need it.
+        assert typed_first is not None
+        return F.when(typed_first.ok, typed_value).otherwise(raw_value)
 
     typed: list[Column] = []
     wrong_type: list[tuple[Column, Column]] = []
     required = _required_names(spec)
     for name in spec.numeric_names:
         value, wrong = _number(name, *raw[name])
+        if name in fast:
+            value = either(fast[name], value)
+            wrong = None if wrong is None else (either(F.lit(False), wrong[0]), wrong[1])
         typed.append(value.alias(name))
         if wrong is not None:
             wrong_type.append(wrong)
+    missing = [
+        either(fast[n].isNull(), raw[n][0].isNull()) if n in fast else raw[n][0].isNull()
+        for n in required
+    ]
     for name in spec.categorical:
         typed.append(raw[name][0].cast("string").alias(name))
     event_time, wrong, outside = _timestamp(
@@ -164,7 +190,7 @@ def decoded_fields(
         F.when(failed, failed_message).alias("_decode_message"),
         # Missing means absent or null as decoded: a value that is there but does not convert
         # is a WRONG_TYPE, not a missing field.
-        *[raw[n][0].isNull().alias(f"_missing_{i}") for i, n in enumerate(required)],
+        *[m.alias(f"_missing_{i}") for i, m in enumerate(missing)],
         *[cond.alias(f"_wrong_{i}") for i, (cond, _) in enumerate(wrong_type)],
         *[F.when(cond, text).alias(f"_wrong_msg_{i}") for i, (cond, text) in enumerate(wrong_type)],
         outside[0].alias("_time_outside"),
@@ -192,23 +218,20 @@ def decoded_fields(
 def _number(
     name: str, value: Column, kind: DataType
 ) -> tuple[Column, tuple[Column, Column] | None]:
-    """A numeric feature as double, and its WRONG_TYPE check when the value may be text."""
+    """A numeric feature as double (models.scoring's rule), and its WRONG_TYPE check when the
+    value may be text. An empty JSON string is a wrong type, not a missing value."""
     from pyspark.sql import functions as F
-    from pyspark.sql.types import BooleanType, NumericType, StringType
+    from pyspark.sql.types import StringType
 
-    if isinstance(kind, NumericType | BooleanType):
-        return value.cast("double"), None
+    try:
+        number, bad = typed_number(value, kind, empty_is_missing=False)
+    except TypeError as exc:
+        msg = f"feature {name!r} is {exc}"
+        raise ConfigError(msg) from exc
     if not isinstance(kind, StringType):
-        msg = f"feature {name!r} is decoded as {kind.simpleString()}; expected a number or text"
-        raise ConfigError(msg)
-    # JSON has no NaN: Spark's reader accepts NaN/Infinity tokens, which it returns quoted.
-    # The regex only runs on the rare value that starts with a quote.
-    text = F.when(
-        value.startswith('"'), F.regexp_replace(value, r'^"([+-]?(NaN|Infinity))"$', "$1")
-    ).otherwise(value)
-    number = text.try_cast("double")
+        return number, None
     message = F.concat(F.lit(f"feature '{name}' is "), _shown(value), F.lit(", expected a number"))
-    return number, (value.isNotNull() & number.isNull(), message)
+    return number, (bad, message)
 
 
 def _timestamp(
@@ -278,31 +301,58 @@ def _unit_hint(digits: Column) -> Column:
     )
 
 
-def decode_json(spec: FeatureSpec, settings: ValidationSettings | None = None) -> Decoded:
+def decode_json(
+    spec: FeatureSpec, settings: ValidationSettings | None = None, typed: bool = True
+) -> Decoded:
     """Kafka rows with JSON values -> typed feature columns plus their checks.
 
-    Every declared field is first read as text, so a wrong type is told apart from a missing
-    field.
+    Typed first: one `from_json` reads the numeric features as doubles, and a record it reads
+    cleanly (the usual case) is taken as read, with no number parsed from text. Only the other
+    records are read again with every declared field as text, so a wrong type is told apart
+    from a missing field and each keeps its reason and message. A clean typed read implies the
+    text read's values: the same parser, the same strings, numbers converted alike.
+    `typed=False` reads every record as text (what the typed read is tested against).
     """
     from pyspark.sql import functions as F
-    from pyspark.sql.types import StringType, StructField, StructType
+    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
 
     fields = [spec.event_id, spec.event_time, *spec.feature_names]
-    schema = StructType(
-        [StructField(n, StringType()) for n in fields] + [StructField(CORRUPT, StringType())]
-    )
-    parsed = F.from_json(
-        F.col("value").cast("string"),
-        schema,
-        {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT},
-    )
-    first = (*source_columns(), parsed.alias("_json"))
-    raw_text: Raw = {n: (F.col(f"_json.{n}"), StringType()) for n in fields}
-    failed = F.col("_json").isNull() | F.col(f"_json.{CORRUPT}").isNotNull()
+    numeric = set(spec.numeric_names)
+    options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": CORRUPT}
+
+    def read(column: str, number: DataType) -> Column:
+        schema = StructType(
+            [StructField(n, number if n in numeric else StringType()) for n in fields]
+            + [StructField(CORRUPT, StringType())]
+        )
+        return F.from_json(F.col(column).cast("string"), schema, options)
+
     # Kafka headers are text: bytes that are not UTF-8 are shown with replacement characters.
     shown = F.make_valid_utf8(F.col("_src_value").cast("string"))
     message = F.concat(F.lit("value is not a JSON object: "), _shown(shown))
-    return decoded_fields((first,), spec, raw_text, failed, message, settings)
+    if not typed:
+        raw_text: Raw = {n: (F.col(f"_json.{n}"), StringType()) for n in fields}
+        failed = F.col("_json").isNull() | F.col(f"_json.{CORRUPT}").isNotNull()
+        steps = ((*source_columns(), read("value", StringType()).alias("_json")),)
+        return decoded_fields(steps, spec, raw_text, failed, message, settings)
+    first = (*source_columns(), read("value", DoubleType()).alias("_typed"))
+    clean = F.col("_typed").isNotNull() & F.col(f"_typed.{CORRUPT}").isNull()
+    second = (
+        *[F.col(c) for c in SOURCE_COLUMNS.values()],
+        F.col("_typed"),
+        clean.alias("_typed_ok"),
+        # Null for the cleanly typed records: only the others are read as text.
+        F.when(~clean, read("_src_value", StringType())).alias("_json"),
+    )
+    ok = F.col("_typed_ok")
+    raw: Raw = {n: (F.col(f"_json.{n}"), StringType()) for n in spec.numeric_names}
+    for name in fields:
+        if name not in numeric:
+            value = F.when(ok, F.col(f"_typed.{name}")).otherwise(F.col(f"_json.{name}"))
+            raw[name] = (value, StringType())
+    failed = ~ok & (F.col("_json").isNull() | F.col(f"_json.{CORRUPT}").isNotNull())
+    numbers = TypedFirst(ok, {n: F.col(f"_typed.{n}") for n in spec.numeric_names})
+    return decoded_fields((first, second), spec, raw, failed, message, settings, numbers)
 
 
 def _required_names(spec: FeatureSpec) -> list[str]:

@@ -122,11 +122,13 @@ def cmd_mlflow_attach(args: argparse.Namespace) -> int:
     """Attach scorestream's artifacts (spec, profile) to a model logged without them."""
     import datetime as dt
 
+    from pyspark.sql import functions as F
+
     from scorestream.models.data import fingerprint, load_training_data
-    from scorestream.models.evaluate import score_column
     from scorestream.models.mlflow_log import attach
     from scorestream.models.mlflow_source import MlflowSource
     from scorestream.models.profile import build_profile
+    from scorestream.models.scoring import score
     from scorestream.models.source import is_mlflow, parse_mlflow_ref
 
     if not is_mlflow(args.model):
@@ -140,7 +142,7 @@ def cmd_mlflow_attach(args: argparse.Namespace) -> int:
     saved_with, model = source.load_model(version)
     frame = load_training_data(spark, args.data, spec, args.format)
     print(f"[attach] profiling models:/{name}/{version} on {args.data} ...", file=sys.stderr)
-    profile = build_profile(model.transform(frame), spec, score_column())
+    profile = build_profile(score(frame, model, version), spec, F.col("score"))
     metadata = {
         "created_at": dt.datetime.now(dt.UTC).isoformat(),
         "spark_version": saved_with,

@@ -111,8 +111,8 @@ def read_events(spark: SparkSession, path: Path, fmt: str) -> DataFrame:
 def cmd_drift_report(args: argparse.Namespace) -> int:
     from pyspark.sql import functions as F
 
-    from scorestream.models.evaluate import score_column
     from scorestream.models.registry import Registry
+    from scorestream.models.scoring import score, typed_features
     from scorestream.monitoring.counting import BinCounter
     from scorestream.monitoring.drift import ReferenceProfile, drift_report
     from scorestream.monitoring.report import band, write_report
@@ -132,12 +132,11 @@ def cmd_drift_report(args: argparse.Namespace) -> int:
             f"(it has {sorted(events.columns)})"
         )
         raise ConfigError(msg)
-    typed = events.select(
-        *[F.col(f"`{n}`").cast("string").try_cast("double").alias(n) for n in spec.numeric_names],
-        *[F.col(f"`{c}`").cast("string").alias(c) for c in spec.categorical],
-    )
+    # A value that is not a number counts as missing here: the report shows its missing rate.
+    features = events.select(*[F.col(f"`{n}`") for n in spec.feature_names])
+    typed = typed_features(features, spec, on_bad="null", where=args.events)
     _, model = registry.load(version)
-    scored = model.transform(typed).withColumn("score", score_column())
+    scored = score(typed, model, version)
     batch = BinCounter(profile).count(scored)
     if batch.rows == 0:
         msg = f"{args.events} holds no events"

@@ -16,8 +16,8 @@ from streamkit import EVENT_TIME, running
 from scorestream.contract.synthetic import SPEC, iter_events
 from scorestream.kafka import KafkaSettings
 from scorestream.models.batch import score_frame
-from scorestream.models.data import typed_features
 from scorestream.models.registry import Registry
+from scorestream.models.scoring import typed_features
 from scorestream.streaming.settings import ScorerSettings
 
 REQUESTS = 1_000
@@ -37,7 +37,7 @@ def _batch_scores(
     )
     rows = [tuple(e.get(f.name) for f in schema.fields) for e in events]
     entry, model = registry.load("champion")
-    frame = typed_features(spark.createDataFrame(rows, schema), entry.spec, "requests")
+    frame = typed_features(spark.createDataFrame(rows, schema), entry.spec, where="requests")
     scored = score_frame(frame, entry, model).collect()
     return {r["event_id"]: (r["score"], float(r["prediction"]), r["model_version"]) for r in scored}
 
