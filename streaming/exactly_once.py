@@ -1,12 +1,13 @@
-"""`--exactly-once`: each micro-batch is published in one Kafka transaction with a batch marker.
+"""`--exactly-once` bookkeeping and writer: Kafka transactions, each with an offsets marker.
 
 Spark's Kafka sink is at-least-once (a batch replayed after a crash is written again), and no
-transactional sink exists upstream (SPARK-28908). So in this mode the driver publishes the batch
-itself with a transactional confluent-kafka producer: scores, dead letters and a marker record
-`{query, batch_id, records, end_offsets}` on the marker topic go into one transaction. The
-transactional id is stable for a checkpoint (it is derived from Spark's query id, kept in the
-checkpoint), so a restarted scorer fences the crashed one (its open transaction is aborted) and
-reads the last committed marker.
+transactional sink exists upstream (SPARK-28908). So in this mode the scorer publishes with a
+transactional confluent-kafka producer (`TransactionalSink`): records and a marker record
+`{query, batch_id, records, end_offsets}` on the marker topic go into one transaction. Since
+streaming/exactly_once_tasks.py, each Spark task does so for its input partition, with a
+transactional id per (query, input partition); the id is stable for a checkpoint (derived from
+Spark's query id, kept in the checkpoint), so a restarted writer fences the crashed one (its
+open transaction is aborted) and reads the last committed marker.
 
 The marker's `end_offsets` are, per input partition, the end (exclusive) of everything
 published so far. Each batch's offset range (from Spark's offset log in the checkpoint) is
@@ -48,7 +49,7 @@ Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
 Offsets = dict[str, dict[int, int]]
 
 # Records per micro-batch in exactly-once mode when the user set no --max-offsets-per-trigger:
-# the driver publishes them at tens of thousands a second on a small machine, far inside the
+# the tasks publish them at tens of thousands a second on a small machine, far inside the
 # default 300 s transaction timeout, and a backlog becomes many bounded transactions.
 EXACTLY_ONCE_MAX_OFFSETS = 100_000
 # Records read back from the end of a marker partition before reading further back: a

@@ -1,5 +1,6 @@
-"""`--exactly-once` on the executors: each Spark task publishes its input partition in its own
-Kafka transaction, with that partition's marker.
+"""`--exactly-once` on the executors: one Kafka transaction per task and input partition.
+
+Each Spark task publishes its input partition in its own transaction, with its marker.
 
 The driver no longer carries the records. For every micro-batch it runs one Spark job over the
 batch's sink rows (`mapInArrow`, one task per input partition, as Spark's Kafka source plans
