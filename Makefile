@@ -76,15 +76,20 @@ unit: venv system ## tests that need no JVM and no broker
 
 # The cluster tests start clusters of their own and take minutes on 2 cores: 3-broker failover,
 # Spark standalone with spark-submit, the mini HDFS cluster (registry and checkpoints on HDFS,
-# kill -9), and the wheel in a fresh venv running train and the demo on its own broker.
-# `make test-cluster` runs them; .ci/run runs both targets, so CI runs every test.
+# kill -9). `make test-cluster` runs them; .ci/run runs both targets, so CI runs every test.
 CLUSTER_TESTS := tests/integration/test_cluster.py tests/integration/test_spark_standalone.py \
-	tests/integration/test_hdfs.py tests/integration/test_wheel.py
+	tests/integration/test_hdfs.py
+
+# The integration files run on TEST_WORKERS pytest workers (one file stays on one worker; each
+# worker starts its own broker, Spark and servers). The suite mostly waits on brokers, triggers
+# and servers, so two workers fit 2 cores; TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 2
 
 integration: jars system ## tests against a real broker and real Spark (started by the suite)
-	$(BIN)/pytest -m integration tests/integration $(addprefix --ignore=,$(CLUSTER_TESTS)) $(PYTEST_ARGS)
+	$(BIN)/pytest -m integration tests/integration $(addprefix --ignore=,$(CLUSTER_TESTS)) \
+	  -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-test-cluster: jars system ## tests with clusters of their own: 3-broker Kafka, Spark standalone, mini HDFS, the wheel
+test-cluster: jars system ## tests with clusters of their own: 3-broker Kafka, Spark standalone, mini HDFS
 	$(BIN)/pytest -m integration $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
 test: lint unit integration ## everything: lint, unit and integration tests

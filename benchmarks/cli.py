@@ -22,8 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
-from benchmarks.contenders import CONTENDERS, pick
-from benchmarks.harness import BenchSettings, Context, child_env, new_run_id, prepare, run_all
+from benchmarks.contenders import CONTENDERS, Contender, pick
+from benchmarks.harness import (
+    BenchError,
+    BenchSettings,
+    Context,
+    child_env,
+    new_run_id,
+    prepare,
+    profile_run,
+    run_all,
+)
 from scorestream.errors import ScorestreamError
 from scorestream.kafka import KafkaSettings
 
@@ -76,6 +85,13 @@ def parser() -> argparse.ArgumentParser:
         default=100_000,
         help="the scorer's cap on records per micro-batch",
     )
+    p.add_argument(
+        "--profile",
+        default="scorer-json,spark-json",
+        help="contenders profiled (JFR on the JVM, py-spy on the driver) over one batch of "
+        "--profile-events after a warm-up batch; empty for none",
+    )
+    p.add_argument("--profile-events", type=_positive, default=100_000)
     p.add_argument("--train-rows", type=_positive, default=20_000)
     p.add_argument("--bootstrap", default="", help="use this broker instead of starting one")
     p.add_argument("--registry", type=Path, default=None, help="use this trained registry")
@@ -186,6 +202,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         ctx.log = log
         fill_timing = prepare(ctx, settings)
         runs = run_all(ctx, contenders, latency_for, settings)
+        profiles = profile_all(ctx, pick(args.profile) if args.profile else [], settings, args)
     finally:
         if broker is not None:
             broker.down()
@@ -209,6 +226,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "summary": summary,
         "targets": goals,
         "runs": runs,
+        "profiles": profiles,
     }
     args.results_dir.mkdir(parents=True, exist_ok=True)
     base = args.results_dir / stamp
@@ -230,6 +248,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         shutil.rmtree(work, ignore_errors=True)
     failed = [r for r in runs if "error" in r]
     return 1 if failed else 0
+
+
+def profile_all(
+    ctx: Context, contenders: list[Contender], settings: BenchSettings, args: argparse.Namespace
+) -> list[dict[str, Any]]:
+    """One profiled run per contender; a failure is recorded, not hidden."""
+    profiles = []
+    for c in contenders:
+        ctx.log(f"{c.name}: profile of a {args.profile_events:,}-event batch ...")
+        try:
+            profiles.append(profile_run(ctx, c, settings, args.profile_events))
+        except (BenchError, ScorestreamError) as exc:
+            ctx.log(f"  failed: {exc}")
+            profiles.append({"contender": c.name, "error": str(exc)})
+    return profiles
 
 
 def render(result: dict[str, Any], png: str, js: str, notes: bool = False) -> str:
@@ -268,6 +301,7 @@ def render(result: dict[str, Any], png: str, js: str, notes: bool = False) -> st
         "",
         report.profile_table(result["runs"]),
         "",
+        *report.profiles_section(result.get("profiles", [])),
         f"Chart: [{png}]({png}). Raw runs: [{js}]({js}).",
     ]
     if errors:

@@ -90,6 +90,12 @@ CONTENDERS: dict[str, Contender] = {
             extra=("--mode", "realtime"),
         ),
         Contender(
+            "scorer-compiled",
+            "scorer, micro-batch, JSON, compiled model",
+            "scorer",
+            extra=("--compiled", "on"),
+        ),
+        Contender(
             "scorer-eo",
             "scorer, micro-batch, --exactly-once",
             "scorer",

@@ -204,12 +204,7 @@ def throughput_run(
         with PeakRss(proc.pid) as rss:
             ready = proc.wait_event("ready", settings.start_timeout_s)
             deadline = time.monotonic() + settings.start_timeout_s + n / 1_000
-            while high_watermarks(ctx.kafka, output) + high_watermarks(ctx.kafka, dead) < n:
-                if not proc.alive():
-                    raise BenchError(proc._died("exited before scoring every event"))
-                if time.monotonic() > deadline:
-                    raise BenchError(proc._died(f"did not write {n} records in time"))
-                time.sleep(0.5)  # polling end offsets with a deadline
+            _wait_written(ctx, proc, (output, dead), n, deadline)
             check = read_output(ctx.kafka, output, n, 120 + n / 20_000, committed=c.committed)
             peak = rss.peak
     finally:
@@ -235,6 +230,50 @@ def throughput_run(
         "load_avg_1m": load,
         "report": {k: v for k, v in done.items() if k not in ("event", "t")},
     }
+
+
+def _wait_written(
+    ctx: Context, proc: Proc, topics: tuple[str, str], n: int, deadline: float
+) -> None:
+    """Until the contender has written `n` records to its output and dead-letter topics."""
+    while sum(high_watermarks(ctx.kafka, t) for t in topics) < n:
+        if not proc.alive():
+            raise BenchError(proc._died(f"exited before writing {n} records"))
+        if time.monotonic() > deadline:
+            raise BenchError(proc._died(f"did not write {n} records in time"))
+        time.sleep(0.5)  # polling end offsets with a deadline
+
+
+def profile_run(ctx: Context, c: Contender, settings: BenchSettings, window: int) -> dict[str, Any]:
+    """`c` in batches of `window` events, profiled over the second batch (benchmarks/profile.py)."""
+    from benchmarks.profile import Profiler
+
+    if settings.events < 2 * window:
+        msg = f"profiling {window}-event batches needs {2 * window} events, not {settings.events}"
+        raise BenchError(msg)
+    tag = f"{c.name}-profile"
+    _, output, dead = _topics(ctx, tag)
+    source = ctx.fill_topics[c.input_format]
+    checkpoint = ctx.work / "checkpoints" / tag
+    cmd = c.command(
+        ctx.kafka.bootstrap, ctx.registry, ctx.card, checkpoint, (source, output, dead), window
+    )
+    proc = Proc(cmd, ctx.work / "logs" / f"{tag}.log")
+    try:
+        proc.wait_event("ready", settings.start_timeout_s)
+        deadline = time.monotonic() + settings.start_timeout_s + 2 * window / 1_000
+        _wait_written(ctx, proc, (output, dead), window, deadline)  # start-up and warm-up
+        profiler = Profiler(proc.pid, ctx.work / "profiles" / c.name)
+        started = time.monotonic()
+        profiler.start()
+        try:
+            _wait_written(ctx, proc, (output, dead), 2 * window, deadline)
+        finally:
+            seconds = time.monotonic() - started
+            found = profiler.stop()
+    finally:
+        proc.stop()
+    return {"contender": c.name, "window_events": window, "seconds": seconds, **found}
 
 
 def _batch_run(ctx: Context, settings: BenchSettings, tag: str, load: float) -> dict[str, Any]:

@@ -245,6 +245,40 @@ def profile_table(runs: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _frames(rows: list[list[Any]]) -> str:
+    return "<br>".join(f"{share:.0%} `{frame}`" for frame, share in rows[:8]) or "–"
+
+
+def profiles_section(profiles: list[dict[str, Any]]) -> list[str]:
+    """The top frames of each profiled contender (benchmarks/profile.py), as markdown lines."""
+    if not profiles:
+        return []
+    lines = [
+        "## Profiles (one steady-state batch each)",
+        "",
+        "Share of samples whose innermost frame (self) or any frame (inclusive) is the one "
+        "shown: Java Flight Recorder on the contender's JVM, py-spy (100 Hz, running threads "
+        "only) on its Python driver. How they are taken: benchmarks/profile.py.",
+        "",
+        "| contender | batch | process | samples | self | inclusive |",
+        "| --- | ---: | --- | ---: | --- | --- |",
+    ]
+    for p in profiles:
+        if "error" in p:
+            lines.append(f"| {p['contender']} | | failed: {p['error'].splitlines()[0]} | | | |")
+            continue
+        for side, label in (("jvm", "JVM (JFR)"), ("python", "driver (py-spy)")):
+            if side in p:
+                s = p[side]
+                lines.append(
+                    f"| {p['contender']} | {p['window_events']:,} events in {p['seconds']:.1f} s "
+                    f"| {label} | {s['samples']:,} | {_frames(s['self'])} "
+                    f"| {_frames(s['inclusive'])} |"
+                )
+        lines += [f"| {p['contender']} | | note: {e} | | | |" for e in p.get("errors", [])]
+    return [*lines, ""]
+
+
 def chart(summary: dict[str, Any], rates: tuple[float, ...], path: Path) -> None:
     """Throughput (median, min–max bars) and latency p50/p99 per contender, one PNG."""
     import matplotlib

@@ -125,6 +125,7 @@ def cmd_scorer(args: argparse.Namespace) -> int:
         ),
         input_format=InputFormat(kind=args.input_format),
         exactly_once=args.exactly_once,
+        compiled=args.compiled,
         topic_partitions=2,
     )
     spark = _spark(f"bench-{args.mode}")
@@ -298,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--input-format", choices=("json", "avro"), default="json")
     sc.add_argument("--exactly-once", action="store_true")
     sc.add_argument("--drift", action="store_true", help="attach the drift monitor")
+    sc.add_argument("--compiled", choices=("off", "auto", "on"), default="off")
     sc.add_argument("--max-offsets-per-trigger", type=int, default=0)
     sc.add_argument("--realtime-checkpoint", default="5 seconds")
     fl = sub.add_parser("floor", help="Spark Kafka -> Kafka with no scorestream code")

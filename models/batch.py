@@ -11,6 +11,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from scorestream import fs
 from scorestream.errors import ConfigError, DataError
 from scorestream.models.data import check_columns, read_table, typed_features
 from scorestream.models.evaluate import score_column
@@ -109,7 +110,7 @@ def batch_score(
             msg = f"{settings.input}: {total} rows read but {n_scored} scored"
             raise DataError(msg)
         if settings.output:
-            scored.write.mode(settings.mode).parquet(settings.output)
+            scored.write.mode(settings.mode).parquet(str(fs.location(settings.output)))
         if settings.jdbc_url:
             write_jdbc(scored, settings)
     finally:

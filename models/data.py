@@ -83,8 +83,9 @@ def read_table(spark: SparkSession, path: str, fmt: str | None = None) -> DataFr
         raise DataError(msg)
     try:
         if kind == "csv":
-            return spark.read.option("header", "true").option("inferSchema", "false").csv(path)
-        return spark.read.parquet(path)
+            reader = spark.read.option("header", "true").option("inferSchema", "false")
+            return reader.csv(str(where))
+        return spark.read.parquet(str(where))
     except Exception as exc:  # Spark's AnalysisException and friends: report the path
         first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else repr(exc)
         msg = f"cannot read {kind} data {path}: {first}"

@@ -62,15 +62,18 @@ def location(value: str | Path | HadoopPath) -> Location:
     text = value.strip()
     match = _URI.match(text)
     # One letter before the colon is a drive (C:\...), not a scheme.
+    # Local paths are made absolute here, against this process's working directory: the JVM
+    # resolves a relative path against its own, which differs once the process has changed
+    # directory after the SparkSession started (a notebook, an embedding program).
     if match is None or len(match.group("scheme")) == 1:
-        return Path(text).expanduser()
+        return Path(text).expanduser().absolute()
     scheme, rest = match.group("scheme").lower(), match.group("rest")
     if scheme == "file":
         parsed = urlparse(text)
         if parsed.netloc not in ("", "localhost"):
             msg = f"{text!r}: a file: URI names no host; expected file:///absolute/path"
             raise ConfigError(msg)
-        return Path(unquote(parsed.path)).expanduser()
+        return Path(unquote(parsed.path)).expanduser().absolute()
     if not rest.startswith("//"):
         msg = (
             f"{text!r} is not a valid {scheme} URI; expected {scheme}://authority/path "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -12,6 +13,7 @@ import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -161,3 +163,51 @@ def read_ids(
     finally:
         c.close()
     return ids
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class DocBlock:
+    """A shell block of a doc, as users copy it: its exports and its `scorestream` commands."""
+
+    env: dict[str, str]
+    commands: list[list[str]]  # argv after `scorestream`, one per command line
+
+    def command(self, name: str, *, nth: int = 0) -> list[str]:
+        """The argv of the `nth` command of subcommand `name`."""
+        found = [c for c in self.commands if c and c[0] == name]
+        assert len(found) > nth, f"the doc block has no {name!r} command #{nth}: {self.commands}"
+        return list(found[nth])
+
+
+def doc_block(doc: str, marker: str) -> DocBlock:
+    """The first fenced shell block after the HTML comment `marker` in `doc` (from the root)."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    assert marker in text, f"{doc} lost its marker {marker!r}"
+    after = text.split(marker, 1)[1]
+    block = after.split("```", 2)[1].split("\n", 1)[1]  # drop the fence's language
+    env: dict[str, str] = {}
+    commands: list[list[str]] = []
+    for line in block.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        if words[:1] == ["export"]:
+            for word in words[1:]:
+                key, _, value = word.partition("=")
+                env[key] = value
+        elif words[:1] == ["scorestream"]:
+            commands.append(words[1:])
+        elif words:
+            raise AssertionError(f"{doc}: a line the test cannot run as written: {line!r}")
+    return DocBlock(env, commands)
+
+
+def substitute(argv: Sequence[str], values: dict[str, str]) -> list[str]:
+    """`argv` with each word's documented placeholder parts replaced (names, hosts, refs)."""
+    out = []
+    for word in argv:
+        for old, new in values.items():
+            word = word.replace(old, new)
+        out.append(word)
+    return out

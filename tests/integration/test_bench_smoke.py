@@ -79,6 +79,8 @@ def test_bench_smoke(
             "--results-dir", str(results),
             "--summary", str(summary),
             "--work-dir", str(tmp_path / "work"),
+            "--profile", "scorer-json",
+            "--profile-events", str(EVENTS // 2),
         ]
     )  # fmt: skip
     assert code == 0
@@ -128,6 +130,16 @@ def test_bench_smoke(
     assert floor.keys() == spark_scores.keys()
     assert all(str(v["event_time"]).startswith("20") for v in floor.values())
 
+    # The scorer was profiled over its second batch: JFR on its JVM, py-spy on its driver.
+    (profile,) = result["profiles"]
+    assert profile["contender"] == "scorer-json" and not profile["errors"], profile
+    assert profile["window_events"] == EVENTS // 2
+    jvm, python = profile["jvm"], profile["python"]
+    assert jvm["samples"] > 0 and python["samples"] > 0
+    assert any(frame.startswith("org.apache.") for frame, _ in jvm["inclusive"])
+    assert 0 < sum(share for _, share in python["self"]) <= 1.0
+
     text = summary.read_text()
+    assert "## Profiles (one steady-state batch each)" in text
     assert "python -m benchmarks --events 300" in text and "| peer-a" in text
     assert "## Targets" in text

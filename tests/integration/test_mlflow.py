@@ -2,10 +2,13 @@
 streaming scorer serves models:/NAME@champion with scores equal to batch scoring, moving the
 alias hot-swaps at a batch boundary (with the challenger alias shadowed), and a model logged
 with plain mlflow.spark.log_model is refused with a message naming what is missing and the
-command that attaches it."""
+command that attaches it. The commands are the MLflow lines of the README and of
+docs/deployment.md, run as written (the model name, the broker and the server's address
+substituted, and a smaller training set)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 import uuid
@@ -17,9 +20,11 @@ from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
-from streamkit import EVENT_TIME, headers, read, read_quiet
+from streamkit import EVENT_TIME, doc_block, headers, read, read_quiet, substitute
 
-from scorestream.cli import main
+from scorestream.cli import build_parser, main
+from scorestream.cli.common import kafka_settings
+from scorestream.cli.streaming import scorer_settings
 from scorestream.contract.synthetic import SPEC, iter_events
 from scorestream.kafka import KafkaSettings
 from scorestream.models.evaluate import score_column
@@ -33,6 +38,10 @@ from scorestream.streaming.monitor import ScorerMonitor
 from scorestream.streaming.shadow import ShadowScorer, ShadowSettings
 
 ROWS = 4_000
+MARKER = "<!-- MLflow lines: run as written by tests/integration/test_mlflow.py -->"
+README = doc_block("README.md", MARKER)
+DEPLOYMENT = doc_block("docs/deployment.md", MARKER)
+DOC_SERVER = "MLFLOW_TRACKING_URI"
 
 
 @contextmanager
@@ -47,23 +56,42 @@ def _same_spark_conf(spark: Any) -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def trained(spark: Any, mlflow_server: str) -> tuple[str, int]:
-    """`scorestream train --mlflow-model NAME`: (name, exit code)."""
+    """The README's `scorestream train --mlflow-model fraud`: (name, exit code)."""
     name = f"fraud-{uuid.uuid4().hex[:8]}"
-    with _same_spark_conf(spark):
-        code = main(
-            [
-                "train",
-                "--rows",
-                str(ROWS),
-                "--seed",
-                "7",
-                "--mlflow-model",
-                name,
-                "--mlflow-uri",
-                mlflow_server,
-            ]
-        )
+    argv = substitute(README.command("train"), {"fraud": name})
+    assert "--mlflow-uri" not in argv  # the server comes from the exported variable
+    with _same_spark_conf(spark), pytest.MonkeyPatch.context() as env:
+        env.setenv(DOC_SERVER, _doc_server(README, mlflow_server))
+        code = main([*argv, "--rows", str(ROWS), "--seed", "7"])
     return name, code
+
+
+def _doc_server(block: Any, server: str) -> str:
+    """The suite's server in place of the documented one: the doc exports the variable."""
+    assert DOC_SERVER in block.env, f"the doc block exports no {DOC_SERVER}: {block.env}"
+    return server
+
+
+def _documented_scorer(
+    block: Any, nth: int, values: dict[str, str], server: str, env: pytest.MonkeyPatch
+) -> tuple[ScorerSettings, KafkaSettings]:
+    """The scorer and Kafka settings of the block's `nth` score line, parsed as the CLI does."""
+    env.setenv(DOC_SERVER, _doc_server(block, server))
+    args = build_parser().parse_args(substitute(block.command("score", nth=nth), values))
+    settings = scorer_settings(args)
+    assert settings.mlflow_uri == server
+    return settings, kafka_settings(args)
+
+
+def _training_files(where: Path, frame: Any, env: pytest.MonkeyPatch) -> None:
+    """What the docs' lines name in the working directory: history.csv and spec.toml."""
+    env.chdir(where)
+    frame.toPandas().to_csv(where / "history.csv", index=False)
+    quoted = ", ".join(f'"{n}"' for n in SPEC.numeric_names)
+    kinds = ", ".join(f'"{n}"' for n in SPEC.categorical)
+    (where / "spec.toml").write_text(
+        f'label = "{SPEC.label}"\nnumeric = [{quoted}]\ncategorical = [{kinds}]\n'
+    )
 
 
 def _events(n: int, seed: int, start: int) -> list[dict[str, Any]]:
@@ -137,11 +165,14 @@ def test_stream_serves_the_mlflow_champion_and_follows_the_alias(
 
     source_topic, output = topic_factory("mlf-in"), topic_factory("mlf-out")
     shadow_topic = f"{output}.shadow"
-    settings = ScorerSettings(
+    # The README's score line, with this test's topics and a bounded batch size.
+    with pytest.MonkeyPatch.context() as env:
+        documented, _ = _documented_scorer(README, 0, {"fraud": name}, mlflow_server, env)
+    assert documented.model == f"models:/{name}@champion"
+    settings = dataclasses.replace(
+        documented,
         input_topic=source_topic,
         output_topic=output,
-        model=f"models:/{name}@champion",
-        mlflow_uri=mlflow_server,
         checkpoint=tmp_path / "checkpoint",
         max_offsets_per_trigger=200,
     )
@@ -222,6 +253,7 @@ def test_a_plain_mlflow_spark_model_is_refused_until_its_artifacts_are_attached(
     kafka: KafkaSettings,
     mlflow_server: str,
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     import mlflow
@@ -251,21 +283,42 @@ def test_a_plain_mlflow_spark_model_is_refused_until_its_artifacts_are_attached(
     assert "scorestream/profile.json" in err
     assert f"scorestream mlflow-attach {ref} --spec SPEC.toml --data TRAINING.csv" in err
 
-    # The fix the message names: attach a spec and a profile from the training rows.
-    data = tmp_path / "history.csv"
-    frame.toPandas().to_csv(data, index=False)
-    spec_flags = [
-        "--label",
-        SPEC.label,
-        "--numeric",
-        ",".join(SPEC.numeric_names),
-        "--categorical",
-        ",".join(SPEC.categorical),
-    ]
+    # The fix the message names, as the README writes it: a spec file and the training rows
+    # (history.csv) in the working directory.
+    _training_files(tmp_path, frame, monkeypatch)
+    monkeypatch.setenv(DOC_SERVER, _doc_server(README, mlflow_server))
+    attach = substitute(README.command("mlflow-attach"), {"models:/fraud/3": ref})
     with _same_spark_conf(spark):
-        code = main(["mlflow-attach", ref, "--data", str(data), *spec_flags, *args[:2]])
+        code = main(attach)
     assert code == 0, capsys.readouterr().err
     entry, loaded = MlflowSource(mlflow_server, name).load("1")
     assert entry.spec.feature_names == SPEC.feature_names
     assert entry.profile()["rows"] == 2_000
     assert len(loaded.stages) == len(model.stages)
+
+
+def test_the_deployment_guide_trains_from_a_file_and_its_score_lines_load_the_model(
+    spark: Any,
+    kafka: KafkaSettings,
+    mlflow_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """docs/deployment.md's lines: `train --data history.csv --spec spec.toml --mlflow-model`,
+    then both score lines (alias and pinned version) load and validate that version."""
+    from scorestream.models.train import synthetic_frame
+
+    name = f"guide-{uuid.uuid4().hex[:8]}"
+    _training_files(tmp_path, synthetic_frame(spark, 2_000, seed=9), monkeypatch)
+    monkeypatch.setenv(DOC_SERVER, _doc_server(DEPLOYMENT, mlflow_server))
+    with _same_spark_conf(spark):
+        code = main(substitute(DEPLOYMENT.command("train"), {"fraud": name}))
+    assert code == 0, capsys.readouterr().err
+    values = {"fraud/3": f"{name}/1", "fraud": name, "broker1:9092": kafka.bootstrap}
+    for nth, model in ((0, f"models:/{name}@champion"), (1, f"models:/{name}/1")):
+        settings, brokers = _documented_scorer(DEPLOYMENT, nth, values, mlflow_server, monkeypatch)
+        assert settings.model == model and brokers.bootstrap == kafka.bootstrap
+        scorer = Scorer(spark, brokers, settings)
+        assert scorer.holder.version == 1
+        assert scorer.holder.spec.feature_names == SPEC.feature_names

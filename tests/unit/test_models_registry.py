@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from scorestream import fs
 from scorestream.contract.spec import FeatureSpec
 from scorestream.contract.synthetic import SPEC
 from scorestream.errors import ConfigError, ModelError
@@ -218,3 +219,13 @@ def test_hadoop_uris_stay_uris_and_s3a_is_read_only() -> None:
     assert str(Registry("file:///srv/reg").root) == "/srv/reg"
     with pytest.raises(ConfigError, match=r"'s3a:/bucket/models' is not a valid s3a URI"):
         Registry("s3a:/bucket/models")
+
+
+def test_a_relative_root_is_this_process_s_directory_not_the_jvm_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Spark's JVM keeps the directory it started in; a program that changes directory later
+    # (a notebook, an embedding app) must still read and write where its own paths point.
+    monkeypatch.chdir(tmp_path)
+    assert Registry("reg").root == tmp_path / "reg"
+    assert fs.location("data/history.csv") == tmp_path / "data" / "history.csv"
