@@ -1,12 +1,13 @@
-"""`--exactly-once`: each micro-batch is published in one Kafka transaction with a batch marker.
+"""`--exactly-once` bookkeeping and writer: Kafka transactions, each with an offsets marker.
 
 Spark's Kafka sink is at-least-once (a batch replayed after a crash is written again), and no
-transactional sink exists upstream (SPARK-28908). So in this mode the driver publishes the batch
-itself with a transactional confluent-kafka producer: scores, dead letters and a marker record
-`{query, batch_id, records, end_offsets}` on the marker topic go into one transaction. The
-transactional id is stable for a checkpoint (it is derived from Spark's query id, kept in the
-checkpoint), so a restarted scorer fences the crashed one (its open transaction is aborted) and
-reads the last committed marker.
+transactional sink exists upstream (SPARK-28908). So in this mode the scorer publishes with a
+transactional confluent-kafka producer (`TransactionalSink`): records and a marker record
+`{query, batch_id, records, end_offsets}` on the marker topic go into one transaction. Since
+streaming/exactly_once_tasks.py, each Spark task does so for its input partition, with a
+transactional id per (query, input partition); the id is stable for a checkpoint (derived from
+Spark's query id, kept in the checkpoint), so a restarted writer fences the crashed one (its
+open transaction is aborted) and reads the last committed marker.
 
 The marker's `end_offsets` are, per input partition, the end (exclusive) of everything
 published so far. Each batch's offset range (from Spark's offset log in the checkpoint) is
@@ -48,9 +49,12 @@ Record = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
 Offsets = dict[str, dict[int, int]]
 
 # Records per micro-batch in exactly-once mode when the user set no --max-offsets-per-trigger:
-# the driver publishes them at tens of thousands a second on a small machine, far inside the
+# the tasks publish them at tens of thousands a second on a small machine, far inside the
 # default 300 s transaction timeout, and a backlog becomes many bounded transactions.
 EXACTLY_ONCE_MAX_OFFSETS = 100_000
+# Records read back from the end of a marker partition before reading further back: a
+# partition of one transactional id holds two per transaction (the marker, the commit).
+MARKER_WINDOW = 16
 
 
 def _offsets(raw: object) -> Offsets:
@@ -191,8 +195,12 @@ class TransactionalSink:
         timeout_s: float = 60.0,
         max_message_bytes: int | None = None,
         after_commit: Callable[[int], None] = lambda _batch_id: None,
+        marker_partition: int | None = None,
     ) -> None:
         self.kafka = kafka
+        # The one marker partition this id writes and reads (streaming/exactly_once_tasks.py);
+        # None: the key's partition, found by reading every partition.
+        self.marker_partition = marker_partition
         # The largest record the topics take (preflight); librdkafka's own default is 1e6.
         self.max_message_bytes = max_message_bytes
         self.marker_topic = marker_topic
@@ -258,9 +266,11 @@ class TransactionalSink:
 
     def _read_last_marker(self) -> dict[str, Any]:
         """The latest marker committed under our transactional id ({} for none). Markers of
-        one id share a key, hence a partition: the last one read is the latest (and the one
-        compaction keeps)."""
-        from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+        one id share a partition (their key's, or `marker_partition`), so the newest one is
+        found by reading back from the end of the partition in growing windows: a partition
+        written by one id holds a marker and a commit record per transaction, so the first
+        window usually finds it; the whole topic is read only when the id never wrote."""
+        from confluent_kafka import Consumer
 
         consumer = Consumer(
             self.kafka.confluent(
@@ -272,30 +282,65 @@ class TransactionalSink:
                 }
             )
         )
-        last: dict[str, Any] = {}
         try:
-            meta = consumer.list_topics(self.marker_topic, timeout=self.timeout_s)
-            partitions = meta.topics[self.marker_topic].partitions
-            consumer.assign(
-                [TopicPartition(self.marker_topic, p, OFFSET_BEGINNING) for p in partitions]
-            )
-            pending = set(partitions)
-            deadline = time.monotonic() + self.timeout_s
-            while pending:
-                if time.monotonic() > deadline:
-                    msg = f"reading markers from {self.marker_topic} took over {self.timeout_s} s"
-                    raise StackError(msg)
-                for record in consumer.consume(num_messages=1000, timeout=0.5):
-                    err = record.error()
-                    if err is not None:
-                        if err.code() == KafkaError._PARTITION_EOF:
-                            pending.discard(record.partition())
-                        continue
-                    if record.key() == self.transactional_id.encode():
-                        last = json.loads(record.value() or b"{}")
+            if self.marker_partition is not None:
+                partitions = [self.marker_partition]
+            else:
+                meta = consumer.list_topics(self.marker_topic, timeout=self.timeout_s)
+                partitions = sorted(meta.topics[self.marker_topic].partitions)
+            for partition in partitions:
+                found = self._last_marker_in(consumer, partition)
+                if found is not None:
+                    return found
         finally:
             consumer.close()
-        return last
+        return {}
+
+    def _last_marker_in(self, consumer: Any, partition: int) -> dict[str, Any] | None:
+        from confluent_kafka import TopicPartition
+
+        low, high = consumer.get_watermark_offsets(
+            TopicPartition(self.marker_topic, partition), timeout=self.timeout_s
+        )
+        stop, window = high, MARKER_WINDOW
+        while stop > low:
+            begin = max(low, stop - window)
+            found = self._read_range(consumer, partition, begin, stop)
+            if found is not None:
+                return found
+            stop, window = begin, window * 8
+        return None
+
+    def _read_range(
+        self, consumer: Any, partition: int, begin: int, stop: int
+    ) -> dict[str, Any] | None:
+        """The last committed record of our key in offsets [begin, stop) of the partition."""
+        from confluent_kafka import KafkaError, TopicPartition
+
+        key = self.transactional_id.encode()
+        consumer.assign([TopicPartition(self.marker_topic, partition, begin)])
+        last: dict[str, Any] | None = None
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            if time.monotonic() > deadline:
+                msg = (
+                    f"reading markers from {self.marker_topic}/{partition} took over "
+                    f"{self.timeout_s} s (another transaction open on it holds read_committed "
+                    "readers back)"
+                )
+                raise StackError(msg)
+            for record in consumer.consume(num_messages=1000, timeout=0.5):
+                err = record.error()
+                if err is not None:
+                    # The end under read_committed is the last stable offset: before `stop`
+                    # only while another id's transaction is open there; wait for it.
+                    if err.code() == KafkaError._PARTITION_EOF and record.offset() >= stop:
+                        return last
+                    continue
+                if record.offset() >= stop:
+                    return last
+                if record.key() == key:
+                    last = json.loads(record.value() or b"{}")
 
     def coverage(self, batch_id: int, start: Offsets | None, end: Offsets | None) -> Coverage:
         """What of batch `batch_id` ([start, end) per partition) is still to publish."""
@@ -304,10 +349,15 @@ class TransactionalSink:
         return coverage(batch_id, start, end, self.last_committed, self.published)
 
     def publish(
-        self, batch_id: int, records: Iterable[Record], end: Offsets | None = None
+        self,
+        batch_id: int,
+        records: Iterable[Record],
+        end: Offsets | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> PublishResult:
-        """Publish a batch and its marker in one transaction, unless it was committed before
-        (by batch id; the caller compares offsets first with `coverage`)."""
+        """Publish a batch and its marker (with `extra` fields) in one transaction, unless it
+        was committed before (by batch id; the caller compares offsets first with
+        `coverage`)."""
         from confluent_kafka import KafkaException
 
         started = time.monotonic()
@@ -345,10 +395,13 @@ class TransactionalSink:
                     t: {str(p): o for p, o in sorted(parts.items())}
                     for t, parts in published.items()
                 }
+            marker.update(extra or {})
+            where = {} if self.marker_partition is None else {"partition": self.marker_partition}
             producer.produce(
                 self.marker_topic,
                 key=self.transactional_id.encode(),
                 value=json.dumps(marker).encode(),
+                **where,
             )
             producer.commit_transaction(self.timeout_s)
         except KafkaException as exc:
@@ -370,6 +423,11 @@ class TransactionalSink:
             # The next start fences this producer and aborts the transaction anyway.
             log.warning("could not abort the transaction: %s", describe_error(exc))
             self._producer = None
+
+    def flush(self, timeout_s: float) -> None:
+        """Send what is queued (the records of an open transaction stay uncommitted)."""
+        if self._producer is not None:
+            self._producer.flush(timeout_s)
 
     def close(self) -> None:
         if self._producer is not None:

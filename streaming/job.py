@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from scorestream.errors import ScorestreamError
@@ -36,12 +36,11 @@ from scorestream.streaming.avro_input import (
 )
 from scorestream.streaming.exactly_once import (
     Offsets,
-    Record,
-    TransactionalSink,
     batch_offsets,
     crash_after,
     query_id,
 )
+from scorestream.streaming.exactly_once_tasks import SOURCE_COLUMNS, ExecutorSink
 from scorestream.streaming.isolate import (
     Coordinate,
     Isolation,
@@ -89,7 +88,7 @@ class Scorer:
         # Held while a batch runs, so a stop waits for the batch instead of interrupting it.
         self._batch_lock = threading.Lock()
         self._stopping = threading.Event()
-        self._sink: TransactionalSink | None = None
+        self._sink: ExecutorSink | None = None
         # Exactly-once: the last batch's id and end offsets, the next batch's start offsets.
         self._last_end: tuple[int, Offsets | None] | None = None
         self._watchdog = Spark55271Watchdog(lambda: self.query, self._restart, self._stopping)
@@ -228,7 +227,7 @@ class Scorer:
             out = plan.kafka(scored, self.topics, self._output)
             phases = {"plan": time.monotonic() - started}
             if s.exactly_once:
-                self._publish_transaction(out, batch_id, end)
+                self._publish_transaction(scored, plan, batch_id, end, bool(isolation.culprits))
             elif s.publish:
                 out.write.format("kafka").options(**self._sink_options()).save()
             phases["write"] = time.monotonic() - started - sum(phases.values())
@@ -334,18 +333,18 @@ class Scorer:
 
         return probe
 
-    def _transactional_sink(self) -> TransactionalSink:
+    def _transactional_sink(self) -> ExecutorSink:
         s = self.settings
         if self._sink is None:
-            self._sink = TransactionalSink(
+            self._sink = ExecutorSink(
                 self.kafka,
                 s.markers,
                 f"scorestream-{query_id(s.checkpoint_dir)}",
                 s.transaction_timeout_ms,
                 max_message_bytes=self.max_request_bytes,
                 after_commit=crash_after(s.crash_after_commit),
+                crash=s.crash_in_task,
             )
-        self._sink.start()
         return self._sink
 
     def _unpublished(
@@ -381,24 +380,21 @@ class Scorer:
                 )
         return batch.where(~done), end
 
-    def _publish_transaction(self, out: DataFrame, batch_id: int, end: Offsets | None) -> None:
-        """Publish the batch in one Kafka transaction, with a marker of its end offsets."""
-        sink = self._transactional_sink()
-        rows = out.toLocalIterator(prefetchPartitions=True)
-        records: Iterator[Record] = (
-            (
-                r["topic"],
-                None if r["key"] is None else bytes(r["key"]),
-                None if r["value"] is None else bytes(r["value"]),
-                [(h["key"], bytes(h["value"] or b"")) for h in r["headers"] or ()],
-            )
-            for r in rows
-        )
-        result = sink.publish(batch_id, records, end)
+    def _publish_transaction(
+        self,
+        scored: DataFrame,
+        plan: ScoringPlan,
+        batch_id: int,
+        end: Offsets | None,
+        regroup: bool,
+    ) -> None:
+        """Publish the batch on the executors, one Kafka transaction (with a marker of its end
+        offsets) per input partition (see streaming/exactly_once_tasks.py)."""
+        rows = scored.select(*plan.sink_columns(self.topics), *SOURCE_COLUMNS)
+        result = self._transactional_sink().publish(rows, batch_id, end, regroup)
         log.info(
-            "batch %d: %s %d records in one transaction in %.3f s",
+            "batch %d: published %d records in one transaction per input partition in %.3f s",
             batch_id,
-            "skipped (committed before)" if result.skipped else "published",
             result.records,
             result.seconds,
         )

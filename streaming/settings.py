@@ -9,6 +9,7 @@ from scorestream.fs import Location
 from scorestream.paths import STATE_ROOT
 from scorestream.streaming.avro_input import InputFormat
 from scorestream.streaming.exactly_once import EXACTLY_ONCE_MAX_OFFSETS
+from scorestream.streaming.exactly_once_tasks import TaskCrash
 from scorestream.streaming.scoring import OutputFormat, Topics
 from scorestream.streaming.validate import ValidationSettings
 
@@ -52,6 +53,8 @@ class ScorerSettings:
     # Test hook (SCORESTREAM_TEST_CRASH_AFTER_COMMIT): hard-exit right after the transaction of
     # this batch commits, before Spark commits the batch to its checkpoint.
     crash_after_commit: int | None = None
+    # Test hook (SCORESTREAM_TEST_CRASH_IN_TASK): a task exits mid-transaction, Spark retries it.
+    crash_in_task: TaskCrash | None = None
     # False: score and count each batch for the listeners, write nothing (the micro-batch
     # query that monitors a real-time scorer, see streaming/realtime.py).
     publish: bool = True
@@ -112,6 +115,12 @@ def validate_settings(settings: ScorerSettings) -> None:
         settings.topics.dead_letter,
     ):
         msg = f"marker topic {settings.markers!r} must differ from the data topics"
+        raise ConfigError(msg)
+    if settings.exactly_once and settings.min_partitions:
+        msg = (
+            f"--min-partitions {settings.min_partitions} and --exactly-once: each input "
+            "partition is published by one task in one transaction, so it cannot be split"
+        )
         raise ConfigError(msg)
     if settings.exactly_once and settings.trigger_interval.strip().lower().startswith("real"):
         msg = "--exactly-once needs micro-batch mode (foreachBatch); real-time mode has none"

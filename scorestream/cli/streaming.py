@@ -28,6 +28,7 @@ from scorestream.models.parity import COMPILE_MODES
 from scorestream.schema_registry import SchemaRegistrySettings
 from scorestream.streaming.avro_input import InputFormat
 from scorestream.streaming.exactly_once import EXACTLY_ONCE_MAX_OFFSETS
+from scorestream.streaming.exactly_once_tasks import TaskCrash
 from scorestream.streaming.job import Scorer
 from scorestream.streaming.monitor import ScorerMonitor
 from scorestream.streaming.runner import MicroBatch, QueryRunner
@@ -248,6 +249,13 @@ def _crash_hook() -> int | None:
     return int(raw)
 
 
+def _task_crash_hook() -> TaskCrash | None:
+    """SCORESTREAM_TEST_CRASH_IN_TASK=<batch id>:<partition>:<records>: a test-only hook (no
+    flag) that makes an exactly-once task exit mid-transaction on its first attempt."""
+    raw = os.environ.get("SCORESTREAM_TEST_CRASH_IN_TASK", "").strip()
+    return TaskCrash.parse(raw) if raw else None
+
+
 def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
     registry = _schema_registry(args)
     settings = ScorerSettings(
@@ -282,6 +290,7 @@ def scorer_settings(args: argparse.Namespace) -> ScorerSettings:
         create_topics=args.create_topics,
         startup_timeout_s=args.startup_timeout,
         crash_after_commit=_crash_hook(),
+        crash_in_task=_task_crash_hook(),
     )
     validate_settings(settings)
     return settings
