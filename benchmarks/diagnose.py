@@ -42,18 +42,9 @@ def kafka_rows(spark: Any, rows: int, seed: int) -> Any:
     """A static DataFrame with the Kafka source's schema holding JSON events."""
     import datetime as dt
 
-    from pyspark.sql.types import (
-        BinaryType,
-        IntegerType,
-        LongType,
-        StringType,
-        StructField,
-        StructType,
-        TimestampType,
-    )
-
     from scorestream.contract.synthetic import iter_events
     from scorestream.producers.encoding import encode_json
+    from scorestream.streaming.source import kafka_row_schema
 
     now = int(time.time() * 1000)
     stamp = dt.datetime.now(dt.UTC)
@@ -61,18 +52,7 @@ def kafka_rows(spark: Any, rows: int, seed: int) -> Any:
     for i, event in enumerate(iter_events(rows, seed)):
         event["event_time"] = now
         data.append((str(event["event_id"]).encode(), encode_json(event), "t", i % 2, i, stamp, 0))
-    schema = StructType(
-        [
-            StructField("key", BinaryType()),
-            StructField("value", BinaryType()),
-            StructField("topic", StringType()),
-            StructField("partition", IntegerType()),
-            StructField("offset", LongType()),
-            StructField("timestamp", TimestampType()),
-            StructField("timestampType", IntegerType()),
-        ]
-    )
-    return spark.createDataFrame(data, schema).cache()
+    return spark.createDataFrame(data, kafka_row_schema()).cache()
 
 
 def one_round(spark: Any, raw: Any, entry: Any, model: Any) -> dict[str, float]:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
     from scorestream.kafka import KafkaSettings
     from scorestream.streaming.settings import ScorerSettings
@@ -25,3 +26,29 @@ def kafka_source(spark: SparkSession, kafka: KafkaSettings, s: ScorerSettings) -
     if s.min_partitions:
         reader = reader.option("minPartitions", str(s.min_partitions))
     return reader.load()
+
+
+def kafka_row_schema() -> StructType:
+    """The schema of the Kafka source's rows, for static DataFrames shaped like a batch (tests,
+    benchmarks): key, value, topic, partition, offset, timestamp, timestampType."""
+    from pyspark.sql.types import (
+        BinaryType,
+        IntegerType,
+        LongType,
+        StringType,
+        StructField,
+        StructType,
+        TimestampType,
+    )
+
+    return StructType(
+        [
+            StructField("key", BinaryType()),
+            StructField("value", BinaryType()),
+            StructField("topic", StringType()),
+            StructField("partition", IntegerType()),
+            StructField("offset", LongType()),
+            StructField("timestamp", TimestampType()),
+            StructField("timestampType", IntegerType()),
+        ]
+    )

@@ -17,6 +17,7 @@ from scorestream.models.batch import BatchSettings, batch_score
 from scorestream.models.parity import choose_route
 from scorestream.models.registry import Registry
 from scorestream.streaming.scoring import OutputFormat, ScoringPlan, Topics
+from scorestream.streaming.source import kafka_row_schema
 from scorestream.streaming.validate import ValidationSettings
 
 ROWS = 300
@@ -35,28 +36,8 @@ def _events() -> list[dict[str, Any]]:
 
 
 def _kafka_rows(spark: Any, events: list[dict[str, Any]]) -> Any:
-    from pyspark.sql.types import (
-        BinaryType,
-        IntegerType,
-        LongType,
-        StringType,
-        StructField,
-        StructType,
-        TimestampType,
-    )
-
-    schema = StructType(
-        [
-            StructField("key", BinaryType()),
-            StructField("value", BinaryType()),
-            StructField("topic", StringType()),
-            StructField("partition", IntegerType()),
-            StructField("offset", LongType()),
-            StructField("timestamp", TimestampType()),
-        ]
-    )
-    rows = [(None, json.dumps(e).encode(), "in", 0, i, None) for i, e in enumerate(events)]
-    return spark.createDataFrame(rows, schema)
+    rows = [(None, json.dumps(e).encode(), "in", 0, i, None, 0) for i, e in enumerate(events)]
+    return spark.createDataFrame(rows, kafka_row_schema())
 
 
 def _batch_file(spark: Any, events: list[dict[str, Any]], path: Path) -> None:

@@ -18,6 +18,7 @@ from scorestream.streaming.avro_input import (
     load_writer_schemas,
 )
 from scorestream.streaming.scoring import ScoringPlan
+from scorestream.streaming.source import kafka_row_schema
 from scorestream.streaming.validate import REASON, ValidationSettings
 
 HEADER = b"\x00\x00\x00\x00\x01"
@@ -46,37 +47,17 @@ payloads = st.lists(
 def test_random_bytes_are_scored_or_dead_lettered(
     spark: Any, trained_registry: Registry, values: list[bytes]
 ) -> None:
-    from pyspark.sql.types import (
-        BinaryType,
-        IntegerType,
-        LongType,
-        StringType,
-        StructField,
-        StructType,
-        TimestampType,
-    )
-
     limits = ValidationSettings(max_record_bytes=100)
     limit_decoder_allocations(spark, limits.max_record_bytes)
     entry, model = trained_registry.load("champion")
-    kafka_schema = StructType(
-        [
-            StructField("key", BinaryType()),
-            StructField("value", BinaryType()),
-            StructField("topic", StringType()),
-            StructField("partition", IntegerType()),
-            StructField("offset", LongType()),
-            StructField("timestamp", TimestampType()),
-        ]
-    )
     formats = {
         "json": (values, None),
         "avro": (values, InputFormat(kind="avro")),
         "confluent-avro": ([HEADER + v for v in values], InputFormat(kind="confluent-avro")),
     }
     for name, (data, fmt) in formats.items():
-        rows = [(None, v, "t", 0, i, None) for i, v in enumerate(data)]
-        raw = spark.createDataFrame(rows, kafka_schema)
+        rows = [(None, v, "t", 0, i, None, 0) for i, v in enumerate(data)]
+        raw = spark.createDataFrame(rows, kafka_row_schema())
         writers = load_writer_schemas(spark, fmt) if fmt is not None else None
         plan = ScoringPlan(raw, model, entry.version, entry.spec, limits, fmt, writers)
         scored = plan.scored(raw)

@@ -13,7 +13,7 @@ from scorestream.streaming.exactly_once_tasks import (
     _rows,
     transactional_id,
 )
-from scorestream.streaming.job import ScorerSettings, validate_settings
+from scorestream.streaming.settings import ScorerSettings, validate_settings
 
 HEADERS = pa.list_(pa.struct([("key", pa.string()), ("value", pa.binary())]))
 
