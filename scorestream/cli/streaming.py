@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 from scorestream import options as opt
-from scorestream.avro import EVENT_SCHEMA
 from scorestream.cli import operations as ops
 from scorestream.cli.common import (
     Command,
@@ -38,32 +37,33 @@ from scorestream.streaming.validate import ValidationSettings
 
 
 def scorer_args(p: argparse.ArgumentParser) -> None:
+    d = ScorerSettings()  # each default is the settings field's, written once
     opt.add(
         p,
         "--input-topic",
         env="SCORESTREAM_INPUT_TOPIC",
-        default="features",
+        default=d.input_topic,
         help="topic of feature events",
     )
     opt.add(
         p,
         "--output-topic",
         env="SCORESTREAM_OUTPUT_TOPIC",
-        default="scores",
+        default=d.output_topic,
         help="topic the scores are published to",
     )
     opt.add(
         p,
         "--dlq-topic",
         env="SCORESTREAM_DLQ_TOPIC",
-        default="",
+        default=d.dead_letter_topic,
         help="dead-letter topic (empty: <input topic>.dlq)",
     )
     opt.add(
         p,
         "--model",
         env="SCORESTREAM_MODEL",
-        default="champion",
+        default=d.model,
         help="model to serve: champion, challenger, latest or vN of the registry, or "
         "models:/NAME@ALIAS or models:/NAME/VERSION of an MLflow registry (--mlflow-uri)",
     )
@@ -79,14 +79,14 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         p,
         "--trigger-interval",
         env="SCORESTREAM_TRIGGER_INTERVAL",
-        default="",
+        default=d.trigger_interval,
         help="micro-batch interval such as '1 second' (empty: back to back)",
     )
     opt.add(
         p,
         "--max-offsets-per-trigger",
         env="SCORESTREAM_MAX_OFFSETS_PER_TRIGGER",
-        default=None,
+        default=d.max_offsets_per_trigger,
         type=opt.positive_int,
         help="cap on records per micro-batch (with --exactly-once, unset means "
         f"{EXACTLY_ONCE_MAX_OFFSETS:,}: one transaction per bounded batch)",
@@ -95,7 +95,7 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         p,
         "--min-partitions",
         env="SCORESTREAM_MIN_PARTITIONS",
-        default=None,
+        default=d.min_partitions,
         type=opt.positive_int,
         help="minimum Spark partitions read from Kafka",
     )
@@ -103,14 +103,14 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         p,
         "--starting-offsets",
         env="SCORESTREAM_STARTING_OFFSETS",
-        default="earliest",
+        default=d.starting_offsets,
         help="earliest, latest or Spark's JSON offsets, for a query without a checkpoint",
     )
     opt.add(
         p,
         "--max-record-bytes",
         env="SCORESTREAM_MAX_RECORD_BYTES",
-        default=1_048_576,
+        default=d.validation.max_record_bytes,
         type=opt.positive_int,
         help="records larger than this are dead-lettered",
     )
@@ -118,7 +118,7 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         p,
         "--input-format",
         env="SCORESTREAM_INPUT_FORMAT",
-        default="json",
+        default=d.input_format.kind,
         choices=FORMATS,
         help="encoding of the input events: json, avro (plain body) or confluent-avro "
         "(magic byte 0 + 4-byte schema id + body)",
@@ -127,7 +127,7 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         p,
         "--reader-schema",
         env="SCORESTREAM_READER_SCHEMA",
-        default=str(EVENT_SCHEMA),
+        default=str(d.input_format.reader_schema),
         help="Avro schema the events are decoded into (the contract)",
     )
     opt.add(
@@ -150,7 +150,7 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         p,
         "--output-format",
         env="SCORESTREAM_OUTPUT_FORMAT",
-        default="json",
+        default=d.output_format.kind,
         choices=FORMATS,
         help="encoding of score records: json, avro or confluent-avro (schemas/score.avsc)",
     )
@@ -158,7 +158,7 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         p,
         "--output-schema-id",
         env="SCORESTREAM_OUTPUT_SCHEMA_ID",
-        default=1,
+        default=d.output_format.schema_id,
         type=int,
         help="schema id written in the header of confluent-avro score records",
     )
@@ -166,7 +166,7 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         p,
         "--exactly-once",
         env="SCORESTREAM_EXACTLY_ONCE",
-        default=False,
+        default=d.exactly_once,
         type=opt.bool_flag,
         nargs="?",
         const=True,
@@ -177,7 +177,7 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         p,
         "--compiled",
         env="SCORESTREAM_COMPILED",
-        default=ScorerSettings.compiled,
+        default=d.compiled,
         choices=COMPILE_MODES,
         help="score with the model compiled to column expressions: auto (when it matches the "
         "PipelineModel to 1e-12 at load), on (or fail), off (PipelineModel)",
@@ -186,14 +186,14 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         p,
         "--marker-topic",
         env="SCORESTREAM_MARKER_TOPIC",
-        default="",
+        default=d.marker_topic,
         help="exactly-once batch markers (empty: <output topic>.markers)",
     )
     opt.add(
         p,
         "--create-topics",
         env="SCORESTREAM_CREATE_TOPICS",
-        default=True,
+        default=d.create_topics,
         type=opt.bool_flag,
         help="create missing input, output and dead-letter topics (false: fail when missing)",
     )
@@ -201,7 +201,7 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         p,
         "--startup-timeout",
         env="SCORESTREAM_STARTUP_TIMEOUT",
-        default=30.0,
+        default=d.startup_timeout_s,
         type=opt.non_negative_float,
         help="seconds to retry an unreachable broker before giving up",
     )
@@ -209,7 +209,7 @@ def scorer_args(p: argparse.ArgumentParser) -> None:
         p,
         "--topic-partitions",
         env="SCORESTREAM_TOPIC_PARTITIONS",
-        default=2,
+        default=d.topic_partitions,
         type=opt.positive_int,
         help="partitions of topics the scorer creates",
     )

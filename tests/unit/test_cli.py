@@ -127,3 +127,24 @@ def test_bad_flag_value_exits_non_zero_naming_it(capsys: pytest.CaptureFixture[s
         main(["demo", "--events", "-5"])
     assert done.value.code == 2
     assert "expected a positive integer, got '-5'" in capsys.readouterr().err
+
+
+def test_score_flags_default_to_the_scorer_settings_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each default is written once, in ScorerSettings: `score` with no flags and no
+    environment builds exactly the settings a program gets from ScorerSettings()."""
+    import dataclasses
+    import os
+
+    from scorestream.cli.streaming import scorer_settings
+    from scorestream.streaming.settings import ScorerSettings
+
+    for name in list(os.environ):
+        if name.startswith("SCORESTREAM_") or name == "MLFLOW_TRACKING_URI":
+            monkeypatch.delenv(name)
+    built = scorer_settings(build_parser().parse_args(["score"]))
+    default = ScorerSettings()
+    for f in dataclasses.fields(ScorerSettings):
+        got, want = getattr(built, f.name), getattr(default, f.name)
+        if f.name == "registry":  # the CLI resolves the path against the working directory
+            got, want = Path(got).resolve(), Path(want).resolve()
+        assert got == want, f"score --{f.name}: the CLI gives {got!r}, ScorerSettings {want!r}"
