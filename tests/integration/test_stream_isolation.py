@@ -24,9 +24,14 @@ from scorestream.producers.publisher import Publisher
 from scorestream.streaming.job import Scorer
 from scorestream.streaming.settings import ScorerSettings
 
-# A feature-engineering stage with a real bug: amounts in micro-units as a 64-bit integer
-# overflow from 9.2e12 on, and under ANSI mode (Spark's default) the cast throws.
-OVERFLOWING_STAGE = "SELECT *, CAST(amount * 1000000 AS BIGINT) AS amount_micros FROM __THIS__"
+# A feature-engineering stage with a real bug: it rounds amounts to micro-units through a
+# 64-bit integer, which overflows from 9.2e12 on, and under ANSI mode (Spark's default) the cast
+# throws. Its output is the `amount` the model reads: a stage whose output nothing reads is
+# pruned from the plan and never runs.
+OVERFLOWING_STAGE = (
+    "SELECT * EXCEPT (amount), CAST(CAST(amount * 1000000 AS BIGINT) AS DOUBLE) / 1000000 "
+    "AS amount FROM __THIS__"
+)
 
 
 def _registry_with_failing_model(spark: Any, trained: Registry, root: Path) -> Registry:
