@@ -81,8 +81,8 @@ CLUSTER_TESTS := tests/integration/test_cluster.py tests/integration/test_spark_
 	tests/integration/test_hdfs.py
 
 # The integration files run on TEST_WORKERS pytest workers (one file stays on one worker; each
-# worker starts its own broker, Spark and servers). The suite mostly waits on brokers, triggers
-# and servers, so two workers fit 2 cores; TEST_WORKERS=0 runs it in this one process.
+# worker starts its own broker, Spark and servers), so one file's waits overlap another's work;
+# TEST_WORKERS=0 runs them in this one process.
 TEST_WORKERS ?= 2
 
 integration: jars system ## tests against a real broker and real Spark (started by the suite)
