@@ -79,11 +79,9 @@ class Profiler:
         cmd = [spy, "record", "--pid", str(self.pid), "--rate", str(PY_SPY_RATE)]
         cmd += ["--format", "raw", "--nonblocking", "--output", str(self.out / "py-spy.txt")]
         try:
-            self._spy = subprocess.Popen(
-                cmd,
-                stdout=subprocess.DEVNULL,
-                stderr=open(self.out / "py-spy.log", "wb"),  # noqa: SIM115
-            )
+            # The child keeps its own copy of the log's descriptor; ours closes at once.
+            with open(self.out / "py-spy.log", "wb") as log:
+                self._spy = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
         except OSError as exc:
             self.errors.append(f"py-spy: {exc}")
 
