@@ -318,9 +318,6 @@ class ExecutorSink:
         self.published: Offsets | None = None  # end offsets published so far (None: unread)
         self._marker_partitions = 0
 
-    def start(self) -> None:
-        """Nothing to open on the driver: the tasks open their producers."""
-
     def coverage(self, batch_id: int, start: Offsets | None, end: Offsets | None) -> Coverage:
         """What of batch `batch_id` ([start, end) per partition) is still to publish."""
         self._grow_markers(end)
