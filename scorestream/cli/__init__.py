@@ -7,11 +7,11 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from scorestream import __version__
 from scorestream import options as opt
-from scorestream.cli.common import STATE, Handler, stack, stack_args
+from scorestream.cli.common import Handler, stack, stack_args
+from scorestream.demo import DemoSettings
 from scorestream.errors import ScorestreamError
 
 
@@ -42,23 +42,25 @@ def cmd_jars(_args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
+def demo_settings(args: argparse.Namespace) -> DemoSettings:
     from scorestream.cli.monitoring import monitor_settings
-    from scorestream.demo import DemoSettings, run_demo
     from scorestream.spark import jvm_log_level
 
-    return run_demo(
-        DemoSettings(
-            events=args.events,
-            rate=args.rate,
-            state=Path(STATE),
-            port=args.port,
-            keep=args.keep,
-            serve_port=args.serve_port,
-            jvm_log_level=jvm_log_level(args.log_level),
-            monitoring=monitor_settings(args),
-        )
+    return DemoSettings(
+        events=args.events,
+        rate=args.rate,
+        port=args.port,
+        keep=args.keep,
+        serve_port=args.serve_port,
+        jvm_log_level=jvm_log_level(args.log_level),
+        monitoring=monitor_settings(args),
     )
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from scorestream.demo import run_demo
+
+    return run_demo(demo_settings(args))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,11 +105,12 @@ def build_parser() -> argparse.ArgumentParser:
     register_retrain(command)
 
     p = command("demo", cmd_demo, "run the whole path end to end on a local stack")
+    d = DemoSettings()  # each default is the settings field's, written once
     opt.add(
         p,
         "--events",
         env="DEMO_EVENTS",
-        default=20_000,
+        default=d.events,
         type=opt.positive_int,
         help="events to publish and score",
     )
@@ -115,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         "--rate",
         env="DEMO_RATE",
-        default=0.0,
+        default=d.rate,
         type=opt.non_negative_float,
         help="events per second (0: as fast as possible)",
     )
@@ -123,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         "--port",
         env="SCORESTREAM_STACK_PORT",
-        default=9092,
+        default=d.port,
         type=opt.positive_int,
         help="broker port of the demo's stack",
     )
@@ -131,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
         p,
         "--serve-port",
         env="SCORESTREAM_SERVE_PORT",
-        default=8000,
+        default=d.serve_port,
         type=opt.positive_int,
         help="with --keep: port of the HTTP scoring service on 127.0.0.1",
     )

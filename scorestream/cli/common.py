@@ -9,8 +9,10 @@ from typing import TYPE_CHECKING
 
 from scorestream import options as opt
 from scorestream.kafka import KafkaSettings, read_properties
-from scorestream.paths import STATE_ROOT
 from scorestream.schema_registry import SchemaRegistrySettings
+from scorestream.spark import SparkSettings
+from scorestream.stack import StackSettings
+from scorestream.streaming.settings import ScorerSettings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -20,8 +22,6 @@ if TYPE_CHECKING:
 Handler = Callable[[argparse.Namespace], int]
 Command = Callable[[str, Handler, str], argparse.ArgumentParser]
 
-STATE = str(STATE_ROOT)
-
 
 def kafka_args(p: argparse.ArgumentParser) -> None:
     opt.add(
@@ -30,7 +30,7 @@ def kafka_args(p: argparse.ArgumentParser) -> None:
         "--bootstrap-server",
         "-b",
         env="SCORESTREAM_BOOTSTRAP",
-        default="127.0.0.1:9092",
+        default=KafkaSettings.bootstrap,
         help="Kafka bootstrap servers (-b and --bootstrap-server as in Kafka's tools and kcat)",
     )
     opt.add(
@@ -81,11 +81,12 @@ def schema_registry_settings(args: argparse.Namespace) -> SchemaRegistrySettings
 
 
 def spark_args(p: argparse.ArgumentParser) -> None:
+    d = SparkSettings()  # each default is the settings field's, written once
     opt.add(
         p,
         "--master",
         env="SCORESTREAM_SPARK_MASTER",
-        default=None,
+        default=d.master,
         help="Spark master URL (unset: spark-submit's --master or spark.master, else local[*])",
     )
     p.add_argument(
@@ -101,7 +102,7 @@ def spark_args(p: argparse.ArgumentParser) -> None:
         p,
         "--connector-jars",
         env="SCORESTREAM_CONNECTOR_JARS",
-        default="fetch",
+        default=d.connectors,
         choices=["fetch", "provided"],
         help="fetch Spark's Kafka/Avro connectors with Maven, or use the ones the cluster or "
         "spark-submit --packages/--jars provides",
@@ -110,7 +111,7 @@ def spark_args(p: argparse.ArgumentParser) -> None:
         p,
         "--spark-ui",
         env="SCORESTREAM_SPARK_UI",
-        default=False,
+        default=d.ui,
         type=opt.bool_flag,
         nargs="?",
         const=True,
@@ -120,15 +121,39 @@ def spark_args(p: argparse.ArgumentParser) -> None:
         p,
         "--driver-memory",
         env="SCORESTREAM_DRIVER_MEMORY",
-        default="2g",
+        default=d.driver_memory,
         help="Spark driver memory",
     )
     opt.add(
         p,
         "--driver-host",
         env="SCORESTREAM_DRIVER_HOST",
-        default="127.0.0.1",
+        default=d.driver_host,
         help="address Spark executors reach the driver at (its host name on a cluster)",
+    )
+
+
+def spark_settings(
+    args: argparse.Namespace,
+    app: str,
+    conf: tuple[tuple[str, str], ...] = (),
+    extra_jars: tuple[str, ...] = (),
+    master: str | None = None,
+) -> SparkSettings:
+    """The SparkSettings of the shared Spark flags; a command's own `conf` and `extra_jars`
+    come first, the user's --conf last (it wins); `master` overrides --master."""
+    from scorestream.spark import jvm_log_level, parse_conf
+
+    return SparkSettings(
+        master=master or args.master,
+        app_name=app,
+        driver_memory=args.driver_memory,
+        driver_host=args.driver_host,
+        ui=args.spark_ui,
+        log_level=jvm_log_level(getattr(args, "log_level", "WARNING")),
+        connectors=args.connector_jars,
+        extra_jars=extra_jars,
+        conf=(*conf, *parse_conf(args.spark_conf)),
     )
 
 
@@ -139,23 +164,10 @@ def spark_session(
     extra_jars: tuple[str, ...] = (),
     master: str | None = None,
 ) -> SparkSession:
-    """The SparkSession of the shared Spark flags; a command's own `conf` and `extra_jars`
-    come first, the user's --conf last (it wins); `master` overrides --master."""
-    from scorestream.spark import SparkSettings, jvm_log_level, parse_conf, session
+    """The SparkSession of `spark_settings`."""
+    from scorestream.spark import session
 
-    return session(
-        SparkSettings(
-            master=master or args.master,
-            app_name=app,
-            driver_memory=args.driver_memory,
-            driver_host=args.driver_host,
-            ui=args.spark_ui,
-            log_level=jvm_log_level(getattr(args, "log_level", "WARNING")),
-            connectors=args.connector_jars,
-            extra_jars=extra_jars,
-            conf=(*conf, *parse_conf(args.spark_conf)),
-        )
-    )
+    return session(spark_settings(args, app, conf, extra_jars, master))
 
 
 def registry_arg(p: argparse.ArgumentParser) -> None:
@@ -163,7 +175,8 @@ def registry_arg(p: argparse.ArgumentParser) -> None:
         p,
         "--registry",
         env="SCORESTREAM_REGISTRY",
-        default=f"{STATE}/registry",
+        # The registry the scorer reads: train, models, batch-score... share its default.
+        default=str(ScorerSettings.registry),
         help="model registry root: a directory or a Hadoop URI (hdfs://nn:8020/models)",
     )
 
@@ -179,18 +192,19 @@ def mlflow_arg(p: argparse.ArgumentParser) -> None:
 
 
 def stack_args(p: argparse.ArgumentParser) -> None:
+    d = StackSettings()  # each default is the settings field's, written once
     opt.add(
         p,
         "--state-dir",
         env="SCORESTREAM_STACK_DIR",
-        default=f"{STATE}/stack",
+        default=str(d.state_dir),
         help="where the local broker keeps its data, logs and pids",
     )
     opt.add(
         p,
         "--port",
         env="SCORESTREAM_STACK_PORT",
-        default=9092,
+        default=d.port,
         type=opt.positive_int,
         help="first broker port on 127.0.0.1 (controllers use port+100)",
     )
@@ -198,7 +212,7 @@ def stack_args(p: argparse.ArgumentParser) -> None:
         p,
         "--brokers",
         env="SCORESTREAM_STACK_BROKERS",
-        default=1,
+        default=d.brokers,
         type=opt.positive_int,
         help="number of KRaft nodes (3 for a cluster that survives losing one)",
     )
@@ -206,20 +220,22 @@ def stack_args(p: argparse.ArgumentParser) -> None:
         p,
         "--start-timeout",
         env="SCORESTREAM_STACK_TIMEOUT",
-        default=90.0,
+        default=d.start_timeout_s,
         type=opt.non_negative_float,
         help="seconds to wait for the broker to answer",
     )
 
 
-def stack(args: argparse.Namespace) -> LocalKafka:
-    from scorestream.stack import LocalKafka, StackSettings
-
-    return LocalKafka(
-        StackSettings(
-            state_dir=Path(args.state_dir),
-            port=args.port,
-            brokers=args.brokers,
-            start_timeout_s=args.start_timeout,
-        )
+def stack_settings(args: argparse.Namespace) -> StackSettings:
+    return StackSettings(
+        state_dir=Path(args.state_dir),
+        port=args.port,
+        brokers=args.brokers,
+        start_timeout_s=args.start_timeout,
     )
+
+
+def stack(args: argparse.Namespace) -> LocalKafka:
+    from scorestream.stack import LocalKafka
+
+    return LocalKafka(stack_settings(args))

@@ -7,19 +7,17 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from scorestream import options as opt
 from scorestream.cli.common import Command, mlflow_arg, registry_arg, spark_args, spark_session
+from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ConfigError, ScorestreamError
-
-if TYPE_CHECKING:
-    from scorestream.contract.spec import FeatureSpec
+from scorestream.models.batch import BatchSettings
+from scorestream.models.pipeline import EstimatorSettings
+from scorestream.models.train import TrainSettings
 
 
 def _spec(args: argparse.Namespace) -> FeatureSpec:
-    from scorestream.contract.spec import FeatureSpec
-
     if args.spec:
         return FeatureSpec.load(Path(args.spec))
     return FeatureSpec.from_flags(
@@ -27,13 +25,7 @@ def _spec(args: argparse.Namespace) -> FeatureSpec:
     )
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    from scorestream.contract.synthetic import SPEC
-    from scorestream.models.data import fingerprint, load_training_data
-    from scorestream.models.evaluate import format_metrics
-    from scorestream.models.pipeline import EstimatorSettings
-    from scorestream.models.train import TrainSettings, synthetic_frame, train
-
+def train_settings(args: argparse.Namespace) -> TrainSettings:
     estimator = EstimatorSettings(
         kind=args.estimator,
         reg_param=args.reg_param,
@@ -47,7 +39,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if not 0.0 < args.validation_fraction < 1.0:
         msg = f"--validation-fraction {args.validation_fraction} must lie strictly between 0 and 1"
         raise ConfigError(msg)
-    settings = TrainSettings(
+    return TrainSettings(
         registry=args.registry,
         estimator=estimator,
         seed=args.seed,
@@ -56,6 +48,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         mlflow_model=args.mlflow_model,
         mlflow_uri=args.mlflow_uri,
     )
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from scorestream.contract.synthetic import SPEC
+    from scorestream.models.data import fingerprint, load_training_data
+    from scorestream.models.evaluate import format_metrics
+    from scorestream.models.train import synthetic_frame, train
+
+    settings = train_settings(args)
     if args.mlflow_model:
         from scorestream.models.mlflow_source import client
 
@@ -80,11 +81,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_batch_score(args: argparse.Namespace) -> int:
-    from scorestream.models.batch import BatchSettings, batch_score
-    from scorestream.models.source import open_source
-
-    settings = BatchSettings(
+def batch_settings(args: argparse.Namespace) -> BatchSettings:
+    return BatchSettings(
         input=args.input,
         output=args.output,
         model=args.model,
@@ -95,6 +93,13 @@ def cmd_batch_score(args: argparse.Namespace) -> int:
         mode=args.mode,
         keep_columns=args.keep_columns,
     )
+
+
+def cmd_batch_score(args: argparse.Namespace) -> int:
+    from scorestream.models.batch import batch_score
+    from scorestream.models.source import open_source
+
+    settings = batch_settings(args)
     extra = [j.strip() for j in args.jars.split(",") if j.strip()] if args.jars else []
     if settings.jdbc_url and settings.driver() == "org.sqlite.JDBC":
         from scorestream.jars import ensure
@@ -226,6 +231,8 @@ def register(command: Command) -> None:
     )
     registry_arg(p)
     spark_args(p)
+    # Each default is the settings field's, written once (TrainSettings needs a registry).
+    e, t = EstimatorSettings(), TrainSettings
     opt.add(
         p,
         "--rows",
@@ -234,19 +241,19 @@ def register(command: Command) -> None:
         type=opt.positive_int,
         help="synthetic training rows",
     )
-    opt.add(p, "--seed", env="SCORESTREAM_SEED", default=42, type=int, help="random seed")
+    opt.add(p, "--seed", env="SCORESTREAM_SEED", default=t.seed, type=int, help="random seed")
     opt.add(
         p,
         "--estimator",
         env="SCORESTREAM_ESTIMATOR",
-        default="logistic",
+        default=e.kind,
         help="logistic, random_forest or gbt",
     )
     opt.add(
         p,
         "--reg-param",
         env="SCORESTREAM_REG_PARAM",
-        default=0.01,
+        default=e.reg_param,
         type=float,
         help="logistic regression regularisation",
     )
@@ -254,7 +261,7 @@ def register(command: Command) -> None:
         p,
         "--max-iter",
         env="SCORESTREAM_MAX_ITER",
-        default=100,
+        default=e.max_iter,
         type=opt.positive_int,
         help="iterations (logistic, gbt)",
     )
@@ -262,7 +269,7 @@ def register(command: Command) -> None:
         p,
         "--num-trees",
         env="SCORESTREAM_NUM_TREES",
-        default=50,
+        default=e.num_trees,
         type=opt.positive_int,
         help="trees (random_forest)",
     )
@@ -270,7 +277,7 @@ def register(command: Command) -> None:
         p,
         "--max-depth",
         env="SCORESTREAM_MAX_DEPTH",
-        default=5,
+        default=e.max_depth,
         type=opt.positive_int,
         help="tree depth (random_forest, gbt)",
     )
@@ -278,7 +285,7 @@ def register(command: Command) -> None:
         p,
         "--validation-fraction",
         env="SCORESTREAM_VALIDATION_FRACTION",
-        default=0.2,
+        default=t.validation_fraction,
         type=float,
         help="share of rows held out for evaluation",
     )
@@ -286,7 +293,7 @@ def register(command: Command) -> None:
         p,
         "--elastic-net",
         env="SCORESTREAM_ELASTIC_NET",
-        default=0.0,
+        default=e.elastic_net,
         type=float,
         help="logistic regression L1 share (0 = ridge, 1 = lasso)",
     )
@@ -294,7 +301,7 @@ def register(command: Command) -> None:
         p,
         "--step-size",
         env="SCORESTREAM_STEP_SIZE",
-        default=0.1,
+        default=e.step_size,
         type=float,
         help="learning rate (gbt)",
     )
@@ -338,21 +345,21 @@ def register(command: Command) -> None:
         p,
         "--event-id",
         env="SCORESTREAM_EVENT_ID",
-        default="event_id",
+        default=FeatureSpec.event_id,
         help="event id column (no --spec)",
     )
     opt.add(
         p,
         "--event-time",
         env="SCORESTREAM_EVENT_TIME",
-        default="event_time",
+        default=FeatureSpec.event_time,
         help="event time column (no --spec)",
     )
     opt.add(
         p,
         "--mlflow-model",
         env="SCORESTREAM_MLFLOW_MODEL",
-        default="",
+        default=t.mlflow_model,
         help="log the model to MLflow and register it as a version of this registered model "
         "(instead of the registry directory); champion alias unless --no-promote",
     )
@@ -411,14 +418,19 @@ def register(command: Command) -> None:
         required=True,
         help="CSV or Parquet file or folder to score [env: none, default: required]",
     )
+    b = BatchSettings  # each default is the settings field's, written once (it needs an input)
     opt.add(
-        p, "--output", env="SCORESTREAM_BATCH_OUTPUT", default=None, help="Parquet output folder"
+        p,
+        "--output",
+        env="SCORESTREAM_BATCH_OUTPUT",
+        default=b.output,
+        help="Parquet output folder",
     )
     opt.add(
         p,
         "--model",
         env="SCORESTREAM_MODEL",
-        default="champion",
+        default=b.model,
         help="version to score with: champion, challenger, latest or vN, or an MLflow "
         "models:/NAME@ALIAS or models:/NAME/VERSION (--mlflow-uri)",
     )
@@ -426,22 +438,24 @@ def register(command: Command) -> None:
         p,
         "--format",
         env="SCORESTREAM_DATA_FORMAT",
-        default=None,
+        default=b.input_format,
         help="input format csv or parquet (default: from the name)",
     )
     opt.add(
         p,
         "--jdbc-url",
         env="SCORESTREAM_JDBC_URL",
-        default=None,
+        default=b.jdbc_url,
         help="also write the scores to this database (jdbc:sqlite:/path/scores.db)",
     )
-    opt.add(p, "--jdbc-table", env="SCORESTREAM_JDBC_TABLE", default="scores", help="table name")
+    opt.add(
+        p, "--jdbc-table", env="SCORESTREAM_JDBC_TABLE", default=b.jdbc_table, help="table name"
+    )
     opt.add(
         p,
         "--jdbc-driver",
         env="SCORESTREAM_JDBC_DRIVER",
-        default=None,
+        default=b.jdbc_driver,
         help="JDBC driver class (default: from the URL; sqlite's is bundled)",
     )
     opt.add(
@@ -455,7 +469,7 @@ def register(command: Command) -> None:
         p,
         "--mode",
         env="SCORESTREAM_WRITE_MODE",
-        default="overwrite",
+        default=b.mode,
         help="overwrite, append or error when the output exists",
     )
     p.add_argument(
@@ -506,9 +520,15 @@ def register(command: Command) -> None:
         ),
     ):
         opt.add(p, flag, env=env, default="", help=text)
-    opt.add(p, "--event-id", env="SCORESTREAM_EVENT_ID", default="event_id", help="event id")
     opt.add(
-        p, "--event-time", env="SCORESTREAM_EVENT_TIME", default="event_time", help="event time"
+        p, "--event-id", env="SCORESTREAM_EVENT_ID", default=FeatureSpec.event_id, help="event id"
+    )
+    opt.add(
+        p,
+        "--event-time",
+        env="SCORESTREAM_EVENT_TIME",
+        default=FeatureSpec.event_time,
+        help="event time",
     )
     mlflow_arg(p)
     spark_args(p)

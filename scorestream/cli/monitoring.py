@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from scorestream import options as opt
 from scorestream.cli.common import Command, registry_arg, spark_args, spark_session
 from scorestream.errors import ConfigError
-from scorestream.monitoring.settings import DEFAULT_METRICS_PORT, MonitorSettings
+from scorestream.monitoring.settings import MonitorSettings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -33,18 +33,19 @@ def port_number(text: str) -> int:
 
 def metrics_args(p: argparse.ArgumentParser) -> None:
     """The exporter's address and port and the drift window (scorer and demo)."""
+    d = MonitorSettings()  # each default is the settings field's, written once
     opt.add(
         p,
         "--metrics-address",
         env="SCORESTREAM_METRICS_ADDRESS",
-        default="127.0.0.1",
+        default=d.metrics_address,
         help="address the Prometheus exporter listens on",
     )
     opt.add(
         p,
         "--metrics-port",
         env="SCORESTREAM_METRICS_PORT",
-        default=DEFAULT_METRICS_PORT,
+        default=d.metrics_port,
         type=port_number,
         help="port of the Prometheus exporter (/metrics); 0 picks a free port",
     )
@@ -52,7 +53,7 @@ def metrics_args(p: argparse.ArgumentParser) -> None:
         p,
         "--drift",
         env="SCORESTREAM_DRIFT",
-        default=True,
+        default=d.drift,
         type=opt.bool_flag,
         help="compute feature and prediction drift against the model's reference profile",
     )
@@ -60,7 +61,7 @@ def metrics_args(p: argparse.ArgumentParser) -> None:
         p,
         "--drift-window-events",
         env="SCORESTREAM_DRIFT_WINDOW_EVENTS",
-        default=10_000,
+        default=d.window_events,
         type=int,
         help="drift over the last N scored events (0: no event limit)",
     )
@@ -68,7 +69,7 @@ def metrics_args(p: argparse.ArgumentParser) -> None:
         p,
         "--drift-window-minutes",
         env="SCORESTREAM_DRIFT_WINDOW_MINUTES",
-        default=0.0,
+        default=0.0,  # the field's None (no time limit)
         type=opt.non_negative_float,
         help="drift over the batches of the last T minutes (0: no time limit)",
     )

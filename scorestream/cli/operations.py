@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 
 def operations_args(p: argparse.ArgumentParser) -> None:
+    # Each default is the settings field's, written once (FeedbackSettings needs a topic).
+    fb = FeedbackSettings
     opt.add(
         p,
         "--trigger",
@@ -50,7 +52,7 @@ def operations_args(p: argparse.ArgumentParser) -> None:
         p,
         "--realtime-checkpoint-interval",
         env="SCORESTREAM_REALTIME_CHECKPOINT_INTERVAL",
-        default="5 seconds",
+        default=RealtimeSettings().checkpoint_interval,
         help="real-time mode: how often progress is checkpointed (at least 5 seconds)",
     )
     opt.add(
@@ -87,7 +89,7 @@ def operations_args(p: argparse.ArgumentParser) -> None:
         p,
         "--feedback-window",
         env="SCORESTREAM_FEEDBACK_WINDOW",
-        default=5_000,
+        default=fb.window,
         type=opt.positive_int,
         help="labelled events the rolling ROC AUC and log loss are computed over",
     )
@@ -95,7 +97,7 @@ def operations_args(p: argparse.ArgumentParser) -> None:
         p,
         "--min-labels",
         env="SCORESTREAM_MIN_LABELS",
-        default=1_000,
+        default=fb.min_labels,
         type=opt.positive_int,
         help="labelled events needed before the challenger may be promoted",
     )
@@ -103,7 +105,7 @@ def operations_args(p: argparse.ArgumentParser) -> None:
         p,
         "--promote-margin",
         env="SCORESTREAM_PROMOTE_MARGIN",
-        default=0.01,
+        default=fb.margin,
         type=opt.non_negative_float,
         help="how much better the challenger must be (ROC AUC points, or log loss)",
     )
@@ -111,7 +113,7 @@ def operations_args(p: argparse.ArgumentParser) -> None:
         p,
         "--promote-metric",
         env="SCORESTREAM_PROMOTE_METRIC",
-        default="roc_auc",
+        default=fb.metric,
         choices=METRICS,
         help="the metric that decides a promotion",
     )
@@ -119,7 +121,7 @@ def operations_args(p: argparse.ArgumentParser) -> None:
         p,
         "--auto-promote",
         env="SCORESTREAM_AUTO_PROMOTE",
-        default=False,
+        default=fb.auto_promote,
         type=opt.bool_flag,
         nargs="?",
         const=True,
@@ -135,6 +137,10 @@ def shadow_topic(args: argparse.Namespace, settings: ScorerSettings) -> str:
     return topic
 
 
+def realtime_settings(args: argparse.Namespace) -> RealtimeSettings:
+    return RealtimeSettings(checkpoint_interval=args.realtime_checkpoint_interval)
+
+
 def check_args(args: argparse.Namespace, settings: ScorerSettings) -> None:
     """Refuse flag combinations before Spark starts."""
     feedback_settings(args)
@@ -143,7 +149,7 @@ def check_args(args: argparse.Namespace, settings: ScorerSettings) -> None:
         if args.labels_topic or args.auto_promote:
             msg = "--labels-topic and --auto-promote need micro-batch mode (--trigger microbatch)"
             raise ConfigError(msg)
-        check_settings(settings, RealtimeSettings(args.realtime_checkpoint_interval))
+        check_settings(settings, realtime_settings(args))
 
 
 def feedback_settings(args: argparse.Namespace) -> FeedbackSettings | None:
@@ -238,9 +244,7 @@ def run_realtime(
     from scorestream.streaming.runner import QueryRunner, RealTime
 
     check_args(args, settings)
-    scorer = RealtimeScorer(
-        spark, kafka, settings, RealtimeSettings(args.realtime_checkpoint_interval)
-    )
+    scorer = RealtimeScorer(spark, kafka, settings, realtime_settings(args))
     monitor: ScorerMonitor | None = None
     watcher: Scorer | None = None
     if args.realtime_monitor_interval:

@@ -20,11 +20,11 @@ from scorestream.cli.common import (
 )
 from scorestream.contract.formats import FORMATS
 from scorestream.errors import ConfigError
+from scorestream.producers.publisher import ProduceSettings
 from scorestream.producers.rows import FILE_FORMATS
 from scorestream.progress import Progress
 
 if TYPE_CHECKING:
-    from scorestream.producers.publisher import ProduceSettings
     from scorestream.schema_registry import SchemaRegistrySettings
 
 
@@ -42,10 +42,8 @@ def publishing(line: Progress, total: int) -> Callable[[int, float], None]:
     return show
 
 
-def cmd_produce(args: argparse.Namespace) -> int:
-    from scorestream.producers.publisher import ProduceSettings, publish
-
-    settings = ProduceSettings(
+def produce_settings(args: argparse.Namespace) -> ProduceSettings:
+    return ProduceSettings(
         topic=args.topic,
         count=args.count,
         rate=args.rate,
@@ -55,6 +53,12 @@ def cmd_produce(args: argparse.Namespace) -> int:
         schema_id=args.schema_id,
         registry=_schema_registry(args),
     )
+
+
+def cmd_produce(args: argparse.Namespace) -> int:
+    from scorestream.producers.publisher import publish
+
+    settings = produce_settings(args)
     if args.from_file:
         return _produce_file(args, settings)
     line = Progress()
@@ -73,7 +77,7 @@ def _schema_registry(args: argparse.Namespace) -> SchemaRegistrySettings | None:
             f"not {args.format!r}"
         )
         raise ConfigError(msg)
-    if registry is not None and args.schema_id != 1:
+    if registry is not None and args.schema_id != ProduceSettings.schema_id:
         msg = (
             f"--schema-id {args.schema_id} and --schema-registry: with a registry the id is "
             "the one the schema has under <topic>-value"
@@ -160,12 +164,13 @@ def register(command: Command) -> None:
     kafka_args(p)
     schema_registry_args(p)
     registry_arg(p)
-    opt.add(p, "--topic", env="SCORESTREAM_INPUT_TOPIC", default="features", help="topic")
+    d = ProduceSettings()  # each default is the settings field's, written once
+    opt.add(p, "--topic", env="SCORESTREAM_INPUT_TOPIC", default=d.topic, help="topic")
     opt.add(
         p,
         "--count",
         env="SCORESTREAM_PRODUCE_COUNT",
-        default=10_000,
+        default=d.count,
         type=opt.positive_int,
         help="synthetic events to publish (--from publishes every row of the file)",
     )
@@ -207,16 +212,16 @@ def register(command: Command) -> None:
         p,
         "--rate",
         env="SCORESTREAM_PRODUCE_RATE",
-        default=0.0,
+        default=d.rate,
         type=opt.non_negative_float,
         help="events per second (0: as fast as possible)",
     )
-    opt.add(p, "--seed", env="SCORESTREAM_SEED", default=7, type=int, help="random seed")
+    opt.add(p, "--seed", env="SCORESTREAM_SEED", default=d.seed, type=int, help="random seed")
     opt.add(
         p,
         "--format",
         env="SCORESTREAM_FORMAT",
-        default="json",
+        default=d.fmt,
         choices=FORMATS,
         help="event encoding: json, avro or confluent-avro",
     )
@@ -231,7 +236,7 @@ def register(command: Command) -> None:
         p,
         "--schema-id",
         env="SCORESTREAM_SCHEMA_ID",
-        default=1,
+        default=d.schema_id,
         type=int,
         help="schema id written in the Confluent header (confluent-avro without a registry)",
     )

@@ -10,7 +10,6 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from scorestream import options as opt
 from scorestream.cli.common import (
@@ -21,12 +20,12 @@ from scorestream.cli.common import (
     spark_args,
     spark_session,
 )
+from scorestream.contract.formats import FORMATS
 from scorestream.errors import ConfigError
-
-if TYPE_CHECKING:
-    from scorestream.models.retrain import RetrainSettings
-    from scorestream.streaming.retrain import Schedule
-    from scorestream.streaming.training_set import DataWindow
+from scorestream.models.retrain import RetrainSettings
+from scorestream.monitoring.drift_trigger import DriftTrigger
+from scorestream.streaming.retrain import Schedule
+from scorestream.streaming.training_set import DataWindow
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d)?\s*$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -47,11 +46,7 @@ def _progress(message: str) -> None:
 
 def plan(args: argparse.Namespace) -> tuple[RetrainSettings, DataWindow, Schedule]:
     """(RetrainSettings, DataWindow, Schedule) of the flags, checked before Spark starts."""
-    from scorestream.models.retrain import RetrainSettings
-    from scorestream.monitoring.drift_trigger import DriftTrigger
     from scorestream.streaming.avro_input import InputFormat
-    from scorestream.streaming.retrain import Schedule
-    from scorestream.streaming.training_set import DataWindow
 
     if args.last and args.since_given:
         msg = "give --since or --last, not both"
@@ -145,26 +140,29 @@ def register(command: Command) -> None:
     kafka_args(p)
     spark_args(p)
     registry_arg(p)
+    # Each default is the settings field's, written once (RetrainSettings needs a registry,
+    # DriftTrigger a URL).
+    window, schedule, retrain, drift = DataWindow(), Schedule(), RetrainSettings, DriftTrigger
     opt.add(
         p,
         "--labels-topic",
         env="SCORESTREAM_LABELS_TOPIC",
-        default="labels",
+        default=window.labels_topic,
         help="topic of labels {event_id, label, label_time}",
     )
     opt.add(
         p,
         "--input-topic",
         env="SCORESTREAM_INPUT_TOPIC",
-        default="features",
+        default=window.input_topic,
         help="topic of the feature events the scorer read",
     )
     opt.add(
         p,
         "--input-format",
         env="SCORESTREAM_INPUT_FORMAT",
-        default="json",
-        choices=["json", "avro", "confluent-avro"],
+        default=window.input_format.kind,
+        choices=FORMATS,
         help="encoding of the input events (as the scorer's --input-format)",
     )
     opt.add(
@@ -186,14 +184,14 @@ def register(command: Command) -> None:
         p,
         "--format",
         env="SCORESTREAM_DATA_FORMAT",
-        default=None,
+        default=window.features_format,
         help="format of --features: csv or parquet (default: from the name)",
     )
     opt.add(
         p,
         "--since",
         env="SCORESTREAM_RETRAIN_SINCE",
-        default=3600.0,
+        default=window.since_s,
         type=duration,
         action=_Given,
         help="labels of this long back from now (30m, 2h, 1d)",
@@ -210,7 +208,7 @@ def register(command: Command) -> None:
         p,
         "--label-delay",
         env="SCORESTREAM_LABEL_DELAY",
-        default=3600.0,
+        default=window.label_delay_s,
         type=duration,
         help="how long before the first label the input topic is read (labels come late)",
     )
@@ -218,7 +216,7 @@ def register(command: Command) -> None:
         p,
         "--min-rows",
         env="SCORESTREAM_RETRAIN_MIN_ROWS",
-        default=500,
+        default=retrain.min_rows,
         type=opt.positive_int,
         help="labelled events needed to train",
     )
@@ -226,14 +224,14 @@ def register(command: Command) -> None:
         p,
         "--base",
         env="SCORESTREAM_RETRAIN_BASE",
-        default="champion",
+        default=retrain.base,
         help="version whose spec and estimator settings are reused (the parent)",
     )
     opt.add(
         p,
         "--every",
         env="SCORESTREAM_RETRAIN_EVERY",
-        default=None,
+        default=schedule.every_s,
         type=duration,
         help="retrain on a schedule (10m, 1h) until SIGTERM (unset: once)",
     )
@@ -249,7 +247,7 @@ def register(command: Command) -> None:
         p,
         "--psi-threshold",
         env="SCORESTREAM_RETRAIN_PSI",
-        default=0.25,
+        default=drift.psi_threshold,
         type=opt.non_negative_float,
         help="--on-drift: the worst feature or score PSI that fires",
     )
@@ -257,7 +255,7 @@ def register(command: Command) -> None:
         p,
         "--min-window",
         env="SCORESTREAM_RETRAIN_MIN_WINDOW",
-        default=1_000,
+        default=drift.min_window,
         type=opt.positive_int,
         help="--on-drift: scored events the drift window must hold before an alert counts",
     )
@@ -265,7 +263,7 @@ def register(command: Command) -> None:
         p,
         "--poll-interval",
         env="SCORESTREAM_RETRAIN_POLL",
-        default=30.0,
+        default=schedule.poll_s,
         type=duration,
         help="--on-drift: how often the metrics are read",
     )

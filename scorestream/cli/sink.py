@@ -14,10 +14,10 @@ from scorestream.errors import ConfigError
 from scorestream.sink.run import Sink, SinkSettings
 from scorestream.sink.target import SPELLINGS, parse_url
 
-DEFAULTS_BATCH = 1_000
-
 
 def sink_args(p: argparse.ArgumentParser) -> None:
+    # Each default is the settings field's, written once (SinkSettings needs a target).
+    d = SinkSettings
     opt.add(
         p,
         "--url",
@@ -25,49 +25,50 @@ def sink_args(p: argparse.ArgumentParser) -> None:
         default=None,
         help=f"database to write to ({SPELLINGS}); may hold a password, never printed",
     )
-    opt.add(p, "--table", env="SCORESTREAM_SINK_TABLE", default="scores", help="table name")
+    opt.add(p, "--table", env="SCORESTREAM_SINK_TABLE", default=d.table, help="table name")
     opt.add(
         p,
         "--topic",
         env="SCORESTREAM_OUTPUT_TOPIC",
-        default="scores",
+        default=d.topic,
         help="score topic to read (the scorer's --output-topic)",
     )
     opt.add(
         p,
         "--group",
         env="SCORESTREAM_SINK_GROUP",
-        default="",
+        default=d.group,
         help="consumer group whose offsets track progress (empty: scorestream-sink-<table>)",
     )
     opt.add(
         p,
         "--dlq-topic",
         env="SCORESTREAM_SINK_DLQ_TOPIC",
-        default="",
+        default=d.dead_letter_topic,
         help="where unusable score records go (empty: <topic>.sink.dlq)",
     )
     p.add_argument(
         "--score-format",
         choices=FORMATS,
-        default="json",
-        help="encoding of score records, the scorer's --output-format [env: none, default: json]",
+        default=d.score_format,
+        help="encoding of score records, the scorer's --output-format "
+        f"[env: none, default: {d.score_format}]",
     )
     opt.add(
         p,
         "--batch-size",
         env="SCORESTREAM_SINK_BATCH_SIZE",
-        default=DEFAULTS_BATCH,
+        default=d.batch_size,
         type=opt.positive_int,
         help="score records per database transaction (at most)",
     )
 
 
-def cmd_sink(args: argparse.Namespace) -> int:
+def sink_settings(args: argparse.Namespace) -> SinkSettings:
     if not args.url:
         msg = f"sink needs --url or SCORESTREAM_SINK_URL ({SPELLINGS})"
         raise ConfigError(msg)
-    settings = SinkSettings(
+    return SinkSettings(
         target=parse_url(args.url),
         table=args.table,
         topic=args.topic,
@@ -76,6 +77,10 @@ def cmd_sink(args: argparse.Namespace) -> int:
         score_format=args.score_format,
         batch_size=args.batch_size,
     )
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    settings = sink_settings(args)
     sink = Sink(kafka_settings(args), settings)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
