@@ -64,6 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from scorestream.cli.batch import register as register_batch
     from scorestream.cli.models import register as register_models
     from scorestream.cli.monitoring import metrics_args
     from scorestream.cli.monitoring import register as register_monitoring
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     from scorestream.cli.serve import register as register_serve
     from scorestream.cli.sink import register as register_sink
     from scorestream.cli.streaming import register as register_streaming
+    from scorestream.cli.train import register as register_train
 
     parser = argparse.ArgumentParser(
         prog="scorestream",
@@ -96,7 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["up", "down", "status"])
     stack_args(p)
     command("jars", cmd_jars, "fetch the pinned Kafka and Spark connector jars with Maven")
+    register_train(command)
     register_models(command)
+    register_batch(command)
     register_streaming(command)
     register_producers(command)
     register_monitoring(command)

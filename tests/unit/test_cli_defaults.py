@@ -41,7 +41,7 @@ def test_produce_flags_default_to_the_produce_settings_fields() -> None:
 
 
 def test_train_flags_default_to_the_train_and_estimator_settings_fields() -> None:
-    from scorestream.cli.models import train_settings
+    from scorestream.cli.train import train_settings
     from scorestream.models.pipeline import EstimatorSettings
     from scorestream.models.train import TrainSettings
     from scorestream.streaming.settings import ScorerSettings
@@ -62,7 +62,7 @@ def test_train_and_attach_spec_flags_default_to_the_feature_spec_fields() -> Non
 
 
 def test_batch_score_flags_default_to_the_batch_settings_fields() -> None:
-    from scorestream.cli.models import batch_settings
+    from scorestream.cli.batch import batch_settings
     from scorestream.models.batch import BatchSettings
 
     # BatchSettings needs an input and an output or a table: the only flags given.
