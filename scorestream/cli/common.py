@@ -11,13 +11,11 @@ from scorestream import options as opt
 from scorestream.kafka import KafkaSettings, read_properties
 from scorestream.schema_registry import SchemaRegistrySettings
 from scorestream.spark import SparkSettings
-from scorestream.stack import StackSettings
+from scorestream.stack import LocalKafka, StackSettings
 from scorestream.streaming.settings import ScorerSettings
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
-
-    from scorestream.stack import LocalKafka
 
 Handler = Callable[[argparse.Namespace], int]
 Command = Callable[[str, Handler, str], argparse.ArgumentParser]
@@ -236,6 +234,4 @@ def stack_settings(args: argparse.Namespace) -> StackSettings:
 
 
 def stack(args: argparse.Namespace) -> LocalKafka:
-    from scorestream.stack import LocalKafka
-
     return LocalKafka(stack_settings(args))
