@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import AliasConflict, ConfigError, ModelError, ScorestreamError
-from scorestream.models.registry import check_event_schema, check_spark_version, load_pipeline
+from scorestream.models.loading import check_event_schema, check_spark_version, load_pipeline
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 
 from scorestream.contract.spec import FeatureSpec
 from scorestream.errors import ModelError, ScorestreamError
+from scorestream.models.loading import check_event_schema
 from scorestream.models.parity import Route, choose_route
-from scorestream.models.registry import ALIASES, check_event_schema
+from scorestream.models.registry import ALIASES
 from scorestream.models.source import ModelEntry, ModelSource
 
 if TYPE_CHECKING:

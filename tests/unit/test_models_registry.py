@@ -16,7 +16,8 @@ from scorestream import fs
 from scorestream.contract.spec import FeatureSpec
 from scorestream.contract.synthetic import SPEC
 from scorestream.errors import ConfigError, ModelError
-from scorestream.models.registry import Registry, check_event_schema, event_fields
+from scorestream.models.loading import check_event_schema, event_fields
+from scorestream.models.registry import Registry
 from scorestream.paths import SCHEMAS_DIR
 
 STAGES = ["Imputer_1", "StringIndexer_2", "LogisticRegression_3"]
