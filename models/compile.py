@@ -8,6 +8,10 @@ forest, GBT). The same tree renders as Spark Columns (the streaming scorer) and 
 operation, so the probability matches `PipelineModel.transform` to rounding.
 
 A stage outside that set raises `NotCompilable`, whose message names the stage and why.
+
+One module (about 410 lines) because it is one compiler over one intermediate form: the
+feature stages turn columns into slots and the estimators read exactly those slots, and
+matching `transform` to rounding means following Spark stage by stage in one place.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ to a user's model by `scorestream mlflow-attach`):
     scorestream/metadata.json       spark_version, metrics, training source (optional)
 Aliases are MLflow's own: the scorer polls `get_model_version_by_alias` (one small REST call)
 at each batch boundary, and auto-promotion moves them with `set_registered_model_alias`.
+
+One module (about 330 lines) because it is one model source: the MLflow calls, the download
+of a version's artifacts and the checks that they hold what scorestream needs answer the same
+interface as models/registry.py does, method for method.
 """
 
 from __future__ import annotations

@@ -18,6 +18,11 @@ newest record to `aliases/<alias>.json`, the file readers read.
 Both commit points are renames, atomic on a local disk and on HDFS. Object stores (s3a://) copy
 and delete instead: a registry there is read-only (serving and batch scoring work; publishing
 and alias changes are refused with the reason).
+
+One module (about 400 lines) because versions and aliases are one layout under one root, one
+Store and one atomicity rule: promote and rollback check the version they point at with `get`,
+and `resolve` reads both. An alias half split off would import the whole version half back.
+Loading a model and checking it fits this Spark and the events live in models/loading.py.
 """
 
 from __future__ import annotations

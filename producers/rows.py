@@ -6,6 +6,10 @@ row for Parquet) and the column; nothing half-typed leaves this module. Columns 
 does not declare are left out (a training file's label, say); a declared field the file lacks
 is null where the schema allows it, and an error where it does not (the event time excepted:
 the publisher stamps it).
+
+One module (about 300 lines) because every reader (CSV, JSON lines, Parquet) ends in the
+same `type_row` over the same `Field`s, so a value is typed, and refused, the same way
+whatever the file.
 """
 
 from __future__ import annotations

@@ -8,6 +8,10 @@ strings: `pathlib.Path("s3a://b/x")` would fold them to `s3a:/b/x`.
 Renames are the commit points (a version directory, an alias file). They are atomic on local
 disks and on HDFS; object stores (s3a) copy and delete instead, so `Store.atomic_rename` says
 whether a caller may rely on them.
+
+One module (about 350 lines) because the two stores implement one protocol whose renames
+are the registry's commit points: `LocalStore` and `HadoopStore` side by side is how they stay
+alike (the same refusal of an existing target, the same errors).
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """Kafka connection settings shared by every client we run (Spark, confluent-kafka, kafka-python).
 
 Secrets in the options are masked whenever the settings are printed or logged.
+
+One module (about 320 lines): the settings and the admin calls made with them (metadata, topics,
+their size limits) are what every component shares to reach a broker, and the admin calls lean
+on the settings' option handling and `describe_error`'s secret-free wording.
 """
 
 from __future__ import annotations

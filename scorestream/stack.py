@@ -2,6 +2,10 @@
 
 `up` formats storage and starts each node with Kafka's own main classes, waits for metadata,
 and records the pids; `down` stops exactly those pids. Nothing is found or killed by name.
+
+One module (about 420 lines) because that guarantee rests on the process helpers below
+`LocalKafka` (pid files, `_is_ours` matching a pid to its node's config, stop and reap): they
+are read with the lifecycle that relies on them.
 """
 
 from __future__ import annotations

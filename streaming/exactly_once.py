@@ -24,6 +24,11 @@ a backlog is published as many transactions, not one that outlives its timeout.
 
 Not covered: consumers reading with read_uncommitted (they see aborted records too), and
 anything the scorer writes outside Kafka (listeners, metrics) which sees replays again.
+
+One module (about 450 lines) because the marker is one record format with its writer and its
+reader side by side: `TransactionalSink` writes `end_offsets` in the transaction and reads the
+last one back, and `coverage` and `advance` decide on them; apart, the format would be written
+in one file and interpreted in another.
 """
 
 from __future__ import annotations

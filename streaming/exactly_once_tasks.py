@@ -28,6 +28,11 @@ own successful batches. Not covered: an input partition split over several tasks
 `minPartitions`, refused in this mode) and an input range holding no record at all (only
 transaction control records) just before a crash: its marker stays behind and the restart
 reports a gap.
+
+One module (about 400 lines) because it is one Spark job seen from both ends: the driver's
+`ExecutorSink` builds each batch's `TaskPlan`, and `partition_writer` (shipped to the tasks)
+carries it out and answers in `REPORT_SCHEMA`; the plan, the report and the transactional id
+are their shared contract.
 """
 
 from __future__ import annotations

@@ -11,6 +11,9 @@ StreamingQueryListener rather than from polling `query.lastProgress`: the listen
 progress report once, when it is made, with no extra thread, no polling interval to choose and no
 report missed between two polls; it also hears `onQueryIdle`, the moment the input is drained.
 Listeners are session-wide, so it ignores progress of other queries of the same SparkSession.
+
+One module (about 300 lines): one listener, whose StreamingQueryListener is the other half of
+its input (the query's progress), registered and filtered by it.
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """Scoring as a pure DataFrame -> DataFrame function: Kafka rows in, Kafka rows (scores + DLQ) out.
 
 The same function serves the streaming query (both trigger modes), batch scoring and benchmarks.
+
+One module (about 310 lines) because the output limits (`fit_columns`, `fit_output`) size
+exactly the headers and value that `kafka_columns` writes: the byte accounting stays next to
+the record it accounts for.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Subcommand `score`: run the streaming scorer until SIGTERM or Ctrl-C."""
+"""Subcommand `score`: run the streaming scorer until SIGTERM or Ctrl-C.
+
+One module (about 330 lines) because it is the one `score` command: its flags, the
+ScorerSettings they build (checked before Spark starts) and the run; the operating-mode flags
+live in cli/operations.py.
+"""
 
 from __future__ import annotations
 

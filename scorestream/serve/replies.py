@@ -8,6 +8,10 @@ partition and offset (`scorestream.source.partition` / `.offset` headers), and t
 (partition, offset) the producer's delivery report gave for the request's record, and checked
 against the event id or key it was sent with: exact even when two requests carry the same
 event id, and a replayed batch's second copy finds nobody waiting and is ignored.
+
+One module (about 360 lines) because the shared consumer, the waiters and the delivery
+callbacks share one lock and one table of (partition, offset) -> waiter: the matching rule
+above holds only with all three in view.
 """
 
 from __future__ import annotations
