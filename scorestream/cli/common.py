@@ -184,7 +184,7 @@ def mlflow_arg(p: argparse.ArgumentParser) -> None:
         p,
         "--mlflow-uri",
         env="MLFLOW_TRACKING_URI",
-        default="",
+        default=ScorerSettings.mlflow_uri,  # TrainSettings' is the same
         help="MLflow tracking server (and model registry) of models:/NAME@ALIAS references",
     )
 
