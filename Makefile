@@ -80,14 +80,15 @@ unit: venv system ## tests that need no JVM and no broker
 CLUSTER_TESTS := tests/integration/test_cluster.py tests/integration/test_spark_standalone.py \
 	tests/integration/test_hdfs.py
 
-# The integration files run on TEST_WORKERS pytest workers (one file stays on one worker; each
+# The integration files run on TEST_WORKERS pytest workers (one file stays on one worker, and
+# the files sharing a costly session fixture stay together: tests/integration/conftest.py; each
 # worker starts its own broker, Spark and servers), so one file's waits overlap another's work;
 # TEST_WORKERS=0 runs them in this one process.
 TEST_WORKERS ?= 2
 
 integration: jars system ## tests against a real broker and real Spark (started by the suite)
 	$(BIN)/pytest -m integration tests/integration $(addprefix --ignore=,$(CLUSTER_TESTS)) \
-	  -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	  -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-cluster: jars system ## tests with clusters of their own: 3-broker Kafka, Spark standalone, mini HDFS
 	$(BIN)/pytest -m integration $(CLUSTER_TESTS) $(PYTEST_ARGS)

@@ -32,6 +32,25 @@ from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
 TopicFactory = Callable[..., str]
 
+# Session fixtures that cost a minute to set up (three estimators trained, PostgreSQL started).
+# Each pytest worker has its own session, so the files that use them run on one worker.
+SHARED_SESSION_FIXTURES = frozenset({"estimator_registry", "postgres", "sink_postgres"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Group the tests for `--dist loadgroup`: one group per file (a file's module fixtures
+    are set up once), and one group for every file that uses a SHARED_SESSION_FIXTURES one."""
+    shared = {
+        item.path
+        for item in items
+        if SHARED_SESSION_FIXTURES & set(getattr(item, "fixturenames", ()))
+    }
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            group = "shared-session-fixtures" if item.path in shared else item.path.stem
+            item.add_marker(pytest.mark.xdist_group(group))
+
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafka]:

@@ -19,9 +19,9 @@ from scorestream.models.registry import Registry
 from scorestream.producers.publisher import ProduceSettings, publish
 from scorestream.producers.subscriber import consumer
 
-EVENTS = 20_000
-BATCH = 2_500
-STOPS = ((signal.SIGTERM, 5_000), (signal.SIGINT, 12_000))
+EVENTS = 12_000
+BATCH = 2_000
+STOPS = ((signal.SIGTERM, 3_000), (signal.SIGINT, 7_000))
 
 
 @pytest.mark.timeout(1200)
