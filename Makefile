@@ -86,12 +86,18 @@ CLUSTER_TESTS := tests/integration/test_cluster.py tests/integration/test_spark_
 # TEST_WORKERS=0 runs them in this one process.
 TEST_WORKERS ?= 2
 
+# The tests' JVMs (brokers, Spark, every scorer a test starts) live seconds to minutes, so the
+# C2 compiler's work never pays back: C1 only took a SparkSession plus one training from 56 to
+# 31 s of JVM CPU here. `make bench` and the product run the JVM's defaults.
+TEST_JAVA_OPTIONS ?= -XX:TieredStopAtLevel=1
+
 integration: jars system ## tests against a real broker and real Spark (started by the suite)
-	$(BIN)/pytest -m integration tests/integration $(addprefix --ignore=,$(CLUSTER_TESTS)) \
+	JDK_JAVA_OPTIONS="$(TEST_JAVA_OPTIONS)" $(BIN)/pytest -m integration tests/integration \
+	  $(addprefix --ignore=,$(CLUSTER_TESTS)) \
 	  -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 test-cluster: jars system ## tests with clusters of their own: 3-broker Kafka, Spark standalone, mini HDFS
-	$(BIN)/pytest -m integration $(CLUSTER_TESTS) $(PYTEST_ARGS)
+	JDK_JAVA_OPTIONS="$(TEST_JAVA_OPTIONS)" $(BIN)/pytest -m integration $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
 test: lint unit integration ## everything: lint, unit and integration tests
 
