@@ -86,9 +86,11 @@ CLUSTER_TESTS := tests/integration/test_cluster.py tests/integration/test_spark_
 # TEST_WORKERS=0 runs them in this one process.
 TEST_WORKERS ?= 2
 
-# The tests' JVMs (brokers, Spark, every scorer a test starts) live seconds to minutes, so the
-# C2 compiler's work never pays back: C1 only took a SparkSession plus one training from 56 to
-# 31 s of JVM CPU here. `make bench` and the product run the JVM's defaults.
+# The JVMs the tests start (brokers, every scorer, train or demo process) live seconds to
+# minutes, so the C2 compiler's work never pays back: C1 only took a SparkSession plus one
+# training from 56 to 31 s of JVM CPU here. Each worker's own SparkSession, which lives the whole
+# session, keeps C2 (tests/integration/conftest.py). `make bench` and the product run the JVM's
+# defaults.
 TEST_JAVA_OPTIONS ?= -XX:TieredStopAtLevel=1
 
 integration: jars system ## tests against a real broker and real Spark (started by the suite)

@@ -7,6 +7,8 @@ and nothing is skipped: if the broker or Spark cannot start, every test here fai
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,6 +33,17 @@ from scorestream.models.train import TrainSettings, synthetic_frame, train
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
 TopicFactory = Callable[..., str]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A SIGTERM (a CI timeout, a `kill` of the run's process group) ends the session as Ctrl-C
+    does, so the fixtures' teardown stops every server by pid instead of leaving it running."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
 
 # Session fixtures that cost a minute to set up (three estimators trained, PostgreSQL started).
 # Each pytest worker has its own session, so the files that use them run on one worker.
@@ -76,7 +89,15 @@ def spark(stack: LocalKafka) -> Iterator[Any]:
     """Depends on the broker so the broker outlives Spark's cached Kafka producers."""
     from scorestream.spark import SparkSettings, session
 
-    spark = session(SparkSettings(app_name="scorestream-tests", shuffle_partitions=2))
+    # This JVM lives as long as the session and runs most tests' Spark work: the C2 compiler
+    # pays back here, so it starts without TEST_JAVA_OPTIONS (C1 only, see the Makefile), which
+    # stays for the short-lived JVMs the tests start.
+    options = os.environ.pop("JDK_JAVA_OPTIONS", None)
+    try:
+        spark = session(SparkSettings(app_name="scorestream-tests", shuffle_partitions=2))
+    finally:
+        if options is not None:
+            os.environ["JDK_JAVA_OPTIONS"] = options
     try:
         yield spark
     finally:
