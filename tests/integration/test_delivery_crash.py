@@ -22,7 +22,7 @@ from scorestream.producers.subscriber import consumer
 EVENTS = 30_000
 BATCH = 3_000
 # Output records seen before each kill -9: once in the first run, once in a resumed one. A
-# third kill added a fourth JVM start (a minute on 2 cores) and no state the second lacks.
+# third kill added a fourth JVM start (about a minute on 2 cores) to every run of the suite.
 KILL_AT = (5_000, 17_000)
 
 
