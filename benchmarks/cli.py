@@ -15,6 +15,7 @@ import os
 import platform
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -150,13 +151,29 @@ def _train(work: Path, rows: int, log: Any) -> tuple[Path, Path]:
     return registry, card
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    msg = f"signal {signum}"
+    raise KeyboardInterrupt(msg)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # A SIGTERM ends the run as Ctrl-C does: the running contender and the broker are stopped
+    # by the code that started them, not left behind.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         return run(args, argv if argv is not None else sys.argv[1:])
     except ScorestreamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:
+        print(
+            f"interrupted ({exc or 'Ctrl-C'}): the contender and the broker were stopped",
+            file=sys.stderr,
+        )
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:

@@ -7,7 +7,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +23,7 @@ from scorestream.kafka import KafkaSettings
 from scorestream.models.export import export
 from scorestream.models.registry import Registry
 from scorestream.models.scorer import CoefficientScorer
+from scorestream.stack import LocalKafka, StackSettings
 
 EVENTS = 300
 # benchmarks/ is a folder of the repository, not an installed package.
@@ -145,3 +150,48 @@ def test_bench_smoke(
     assert "## Profiles (one steady-state batch each)" in text
     assert "python -m benchmarks --events 300" in text and "| peer-a" in text
     assert "## Targets" in text
+
+
+def _running_under(work: Path) -> list[str]:
+    """Command lines of the processes that name `work` (the bench's own scratch directory)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            except OSError:  # ended meanwhile
+                continue
+            if str(work) in cmdline:
+                found.append(cmdline[:200])
+    return found
+
+
+def test_sigterm_stops_the_bench_with_its_broker_and_contender(tmp_path: Path) -> None:
+    work, log = tmp_path / "work", tmp_path / "bench.log"
+    cmd = [sys.executable, "-m", "benchmarks", "--events", "200", "--repeats", "1"]
+    cmd += ["--contenders", "peer-b", "--latency-contenders", "peer-b", "--profile", ""]
+    cmd += ["--work-dir", str(work), "--results-dir", str(tmp_path / "r"), "--summary", ""]
+    with log.open("w") as err:
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        # SIGTERM while the model is trained: the broker is up and a worker process runs.
+        deadline = time.monotonic() + 180
+        while "training one model" not in log.read_text():
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)  # polling the bench's log with a deadline
+        os.kill(proc.pid, signal.SIGTERM)
+        code = proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    text = log.read_text()
+    assert code == 130, text[-2000:]
+    assert "interrupted (signal 15)" in text, text[-2000:]
+    assert not LocalKafka(StackSettings(state_dir=work / "stack")).running(), "broker left"
+    # The training worker and its JVM end with it (the JVM when its driver's pipe closes).
+    deadline = time.monotonic() + 60
+    while _running_under(work):
+        assert time.monotonic() < deadline, _running_under(work)
+        time.sleep(0.2)  # polling /proc with a deadline
