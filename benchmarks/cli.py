@@ -36,6 +36,7 @@ from benchmarks.harness import (
 )
 from scorestream.errors import ScorestreamError
 from scorestream.kafka import KafkaSettings
+from scorestream.signals import interrupt_on_sigterm
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).resolve().parent / "NOTES.md"
@@ -151,16 +152,11 @@ def _train(work: Path, rows: int, log: Any) -> tuple[Path, Path]:
     return registry, card
 
 
-def _interrupt(signum: int, _frame: object) -> None:
-    msg = f"signal {signum}"
-    raise KeyboardInterrupt(msg)
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     # A SIGTERM ends the run as Ctrl-C does: the running contender and the broker are stopped
     # by the code that started them, not left behind.
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = interrupt_on_sigterm()
     try:
         return run(args, argv if argv is not None else sys.argv[1:])
     except ScorestreamError as exc:

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING
 
 from scorestream.kafka import KafkaSettings, ensure_topics, topic_partitions
 from scorestream.monitoring.settings import MonitorSettings
 from scorestream.paths import STATE_ROOT
 from scorestream.progress import Progress
+from scorestream.signals import interrupt_on_sigterm
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -81,10 +80,7 @@ def run_demo(settings: DemoSettings) -> int:
     from scorestream.streaming.runner import MicroBatch, QueryRunner
     from scorestream.streaming.settings import ScorerSettings
 
-    def on_term(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_term)
+    interrupt_on_sigterm()
     stack = LocalKafka(StackSettings(state_dir=settings.state / "stack", port=settings.port))
     started_stack = not stack.running()
     scorer: Scorer | None = None

@@ -8,7 +8,6 @@ and nothing is skipped: if the broker or Spark cannot start, every test here fai
 from __future__ import annotations
 
 import os
-import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +29,7 @@ from scorestream.contract.synthetic import SPEC
 from scorestream.kafka import KafkaSettings, ensure_topics
 from scorestream.models.registry import Registry
 from scorestream.models.train import TrainSettings, synthetic_frame, train
+from scorestream.signals import interrupt_on_sigterm
 from scorestream.stack import LocalKafka, StackSettings, free_port_block
 
 TopicFactory = Callable[..., str]
@@ -38,11 +38,7 @@ TopicFactory = Callable[..., str]
 def pytest_configure(config: pytest.Config) -> None:
     """A SIGTERM (a CI timeout, a `kill` of the run's process group) ends the session as Ctrl-C
     does, so the fixtures' teardown stops every server by pid instead of leaving it running."""
-
-    def interrupt(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, interrupt)
+    interrupt_on_sigterm()
 
 
 # Session fixtures that cost a minute to set up (three estimators trained, PostgreSQL started).
