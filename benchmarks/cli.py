@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import report
-from benchmarks.contenders import CONTENDERS, Contender, pick
+from benchmarks.contenders import CONTENDERS, LATENCY_DEFAULT, Contender, pick
 from benchmarks.harness import (
     BenchError,
     BenchSettings,
@@ -67,8 +67,9 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m benchmarks",
         description="scorer variants and peers side by side: throughput, latency, memory",
     )
-    p.add_argument("--events", type=_positive, default=1_000_000, help="pre-filled events")
-    p.add_argument("--repeats", type=_positive, default=3, help="runs per figure (median)")
+    d = BenchSettings()
+    p.add_argument("--events", type=_positive, default=d.events, help="pre-filled events")
+    p.add_argument("--repeats", type=_positive, default=d.repeats, help="runs per figure (median)")
     p.add_argument(
         "--contenders",
         default="all",
@@ -76,20 +77,23 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--latency-contenders",
-        default="all",
-        help="streaming contenders measured at fixed rates (default all of --contenders)",
+        default=",".join(LATENCY_DEFAULT),
+        help="streaming contenders measured at fixed rates, among --contenders ('all' for "
+        "every one; default: the scorer's modes, Spark's JSON floor in both modes, peer B)",
     )
-    p.add_argument("--rates", type=_rates, default=(1_000.0, 10_000.0), help="events/s")
-    p.add_argument("--latency-seconds", type=float, default=20.0, help="seconds per rate")
+    p.add_argument("--rates", type=_rates, default=d.rates, help="events/s")
+    p.add_argument(
+        "--latency-seconds", type=float, default=d.latency_seconds, help="seconds per rate"
+    )
     p.add_argument(
         "--max-offsets-per-trigger",
         type=_positive,
-        default=100_000,
+        default=d.max_offsets_per_trigger,
         help="the scorer's cap on records per micro-batch",
     )
     p.add_argument(
         "--profile",
-        default="scorer-json,spark-json",
+        default="scorer-json,scorer-onesink,spark-json",
         help="contenders profiled (JFR on the JVM, py-spy on the driver) over one batch of "
         "--profile-events after a warm-up batch; empty for none",
     )

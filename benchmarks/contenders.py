@@ -90,6 +90,18 @@ CONTENDERS: dict[str, Contender] = {
             extra=("--mode", "realtime"),
         ),
         Contender(
+            "scorer-realtime-mon",
+            "scorer, real-time mode, JSON + metrics query",
+            "scorer",
+            extra=("--mode", "realtime", "--monitor-interval", "10 seconds"),
+        ),
+        Contender(
+            "scorer-onesink",
+            "scorer, micro-batch, one Kafka sink, no foreachBatch",
+            "scorer",
+            extra=("--mode", "onesink"),
+        ),
+        Contender(
             "scorer-compiled",
             "scorer, micro-batch, JSON, compiled model",
             "scorer",
@@ -134,6 +146,18 @@ CONTENDERS: dict[str, Contender] = {
         Contender("spark-batch", "Spark batch scoring of a file", "batch", latency=False),
     )
 }
+
+
+# Measured at fixed rates by default: what the latency targets and their floors need.
+LATENCY_DEFAULT = (
+    "scorer-json",
+    "scorer-onesink",
+    "scorer-realtime",
+    "scorer-realtime-mon",
+    "spark-json",
+    "spark-json-rt",
+    "peer-b",
+)
 
 
 def pick(names: str) -> list[Contender]:

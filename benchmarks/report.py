@@ -132,6 +132,15 @@ def targets(summary: dict[str, Any], runs: list[dict[str, Any]]) -> list[dict[st
     add("micro-batch p99 at 1,000 ev/s", mb, "<= 500 ms", lambda f: f["median"] <= 500, "ms")
     rt = (summary.get("scorer-realtime", {}).get("latency") or {}).get("1000", {}).get("p99_ms")
     add("real-time p99 at 1,000 ev/s", rt, "< 100 ms", lambda f: f["median"] < 100, "ms")
+    # `score --trigger realtime` runs its metrics query by default: the p99 a user sees.
+    mon = (summary.get("scorer-realtime-mon", {}).get("latency") or {}).get("1000", {})
+    add(
+        "real-time p99 at 1,000 ev/s, with its metrics query",
+        mon.get("p99_ms"),
+        "< 100 ms",
+        lambda f: f["median"] < 100,
+        "ms",
+    )
     add(
         "drift monitoring cost",
         _cost(summary, "scorer-drift", "scorer-json", runs),

@@ -39,10 +39,10 @@ def _emit(event: str, **data: Any) -> None:
     print(json.dumps({"event": event, "t": time.time(), **data}), flush=True)
 
 
-def _spark(app: str) -> Any:
+def _spark(app: str, master: str | None = None) -> Any:
     from scorestream.spark import SparkSettings, session
 
-    return session(SparkSettings(app_name=app, shuffle_partitions=2))
+    return session(SparkSettings(app_name=app, master=master, shuffle_partitions=2))
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -104,6 +104,16 @@ class _BatchTimes:
             self.phases[name] = self.phases.get(name, 0.0) + seconds
 
 
+def _start_onesink(scorer: Any) -> Any:
+    """The real-time scorer's single-sink query on a micro-batch trigger: no foreachBatch, no
+    cache, with the offset and commit logs written off the batch's critical path
+    (asynchronous progress tracking, which only the Kafka sink supports)."""
+    scorer.preflight()
+    writer = scorer.writer(linger_ms=5).option("asyncProgressTrackingEnabled", "true")
+    scorer.query = writer.start()
+    return scorer.query
+
+
 def cmd_scorer(args: argparse.Namespace) -> int:
     """One scorer variant on one input topic, until SIGTERM."""
     from scorestream.streaming.avro_input import InputFormat
@@ -122,21 +132,35 @@ def cmd_scorer(args: argparse.Namespace) -> int:
         checkpoint=args.checkpoint,
         # Real-time mode refuses maxOffsetsPerTrigger (one long-running batch per partition).
         max_offsets_per_trigger=(
-            args.max_offsets_per_trigger or None if args.mode == "microbatch" else None
+            args.max_offsets_per_trigger or None if args.mode != "realtime" else None
         ),
         input_format=InputFormat(kind=args.input_format),
         exactly_once=args.exactly_once,
         compiled=args.compiled,
         topic_partitions=2,
     )
-    spark = _spark(f"bench-{args.mode}")
+    # A monitored real-time scorer needs a task slot per input partition plus one for its
+    # metrics query (streaming.realtime.monitor_slots), as `scorestream score` gives it.
+    monitored = args.mode == "realtime" and bool(args.monitor_interval)
+    spark = _spark(f"bench-{args.mode}", master="local[3]" if monitored else None)
     times = _BatchTimes()
     monitor: Any = None
+    watcher: Any = None
     scorer: Any
-    if args.mode == "realtime":
+    if args.mode in ("realtime", "onesink"):
         from scorestream.streaming.realtime import RealtimeScorer, RealtimeSettings
 
         scorer = RealtimeScorer(spark, kafka, settings, RealtimeSettings(args.realtime_checkpoint))
+        if monitored:
+            from scorestream.monitoring.settings import MonitorSettings
+            from scorestream.streaming.job import Scorer
+            from scorestream.streaming.monitor import ScorerMonitor
+            from scorestream.streaming.realtime import monitor_settings
+
+            monitor = ScorerMonitor(spark, MonitorSettings(metrics_port=0, drift=True))
+            watched = monitor_settings(settings, args.monitor_interval)
+            watcher = Scorer(spark, kafka, watched, [monitor])
+            monitor.attach(watcher, progress_of=lambda: scorer.query)
     else:
         listeners: list[Any] = [times]
         if args.drift:
@@ -151,7 +175,9 @@ def cmd_scorer(args: argparse.Namespace) -> int:
     failure = ""
     try:
         _emit("ready")
-        query = scorer.start()
+        query = _start_onesink(scorer) if args.mode == "onesink" else scorer.start()
+        if watcher is not None:
+            watcher.start()
         while not stop.wait(0.5):
             if not query.isActive:
                 scorer.raise_if_failed()
@@ -162,6 +188,8 @@ def cmd_scorer(args: argparse.Namespace) -> int:
         failure = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         progresses = []
     finally:
+        if watcher is not None:
+            watcher.stop()
         scorer.stop()
         if monitor is not None:
             monitor.close()
@@ -296,13 +324,18 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--input-topic", required=True)
     sc.add_argument("--output-topic", required=True)
     sc.add_argument("--dlq-topic", required=True)
-    sc.add_argument("--mode", choices=("microbatch", "realtime"), default="microbatch")
+    # onesink: the real-time scorer's query (scoring plan -> Kafka sink, no foreachBatch) on a
+    # micro-batch trigger with asynchronous progress tracking (issue 17, item 5).
+    sc.add_argument("--mode", choices=("microbatch", "realtime", "onesink"), default="microbatch")
     sc.add_argument("--input-format", choices=("json", "avro"), default="json")
     sc.add_argument("--exactly-once", action="store_true")
     sc.add_argument("--drift", action="store_true", help="attach the drift monitor")
     sc.add_argument("--compiled", choices=("off", "auto", "on"), default="off")
     sc.add_argument("--max-offsets-per-trigger", type=int, default=0)
     sc.add_argument("--realtime-checkpoint", default="5 seconds")
+    sc.add_argument(
+        "--monitor-interval", default="", help="real-time mode: the metrics query's trigger"
+    )
     fl = sub.add_parser("floor", help="Spark Kafka -> Kafka with no scorestream code")
     fl.add_argument("--bootstrap", required=True)
     fl.add_argument("--checkpoint", required=True, type=Path)

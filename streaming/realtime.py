@@ -229,21 +229,27 @@ class RealtimeScorer:
         prepare_decoding(self.spark, s.input_format, self.entry.spec, s.validation.max_record_bytes)
         preflight.write_manifest(s.checkpoint_dir, bound)
 
-    def start(self) -> StreamingQuery:
+    def writer(self, linger_ms: int = 0) -> DataStreamWriter:
+        """The scoring query, Kafka source -> Kafka sink, with no trigger set yet (call after
+        preflight, which learns the sink's limits)."""
         s = self.settings
-        self.preflight()
-        writer = (
+        return (
             self.plan(kafka_source(self.spark, self.kafka, self.settings))
             .writeStream.format("kafka")
             .options(
                 **self.kafka.spark_sink_options(
-                    linger_ms=0, max_request_bytes=self.max_request_bytes
+                    linger_ms=linger_ms, max_request_bytes=self.max_request_bytes
                 )
             )
             .option("checkpointLocation", str(s.checkpoint_dir))
             .outputMode("update")
             .queryName(f"scorestream-realtime:{s.input_topic}->{s.output_topic}")
         )
+
+    def start(self) -> StreamingQuery:
+        s = self.settings
+        self.preflight()
+        writer = self.writer()
         apply_trigger(writer, self.spark, self.realtime.checkpoint_interval)
         self.query = writer.start()
         log.info(
