@@ -32,7 +32,6 @@ system: ## install the Debian tools the tests use (promtool, kcat, docker-compos
 	command -v promtool >/dev/null || need="$$need prometheus"; \
 	command -v kcat >/dev/null || need="$$need kcat"; \
 	command -v docker-compose >/dev/null || need="$$need docker-compose"; \
-	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need="$$need postgresql"; \
 	ldconfig -p 2>/dev/null | grep -q libblas.so.3 || need="$$need libblas3"; \
 	if [ -n "$$need" ]; then \
 	  sudo=""; [ "$$(id -u)" -ne 0 ] && sudo="sudo"; \
@@ -80,9 +79,11 @@ unit: venv system ## tests that need no JVM and no broker
 CLUSTER_TESTS := tests/integration/test_cluster.py tests/integration/test_spark_standalone.py \
 	tests/integration/test_hdfs.py
 
-# The integration files run on TEST_WORKERS pytest workers (one file stays on one worker, and
-# the files sharing a costly session fixture stay together: tests/integration/conftest.py; each
-# worker starts its own broker, Spark and servers), so one file's waits overlap another's work;
+# The integration tests run on TEST_WORKERS pytest workers, each with its own broker, Spark and
+# servers, so one test's waits overlap another's work. A file with module fixtures stays on one
+# worker, the files sharing a costly session fixture stay together, every other test is a unit
+# of its own, and the units are handed out longest first, by the seconds of a recorded run
+# (tests/integration/work_units.py, durations.json; PYTEST_ARGS=--record-durations rewrites it).
 # TEST_WORKERS=0 runs them in this one process.
 TEST_WORKERS ?= 2
 
@@ -96,12 +97,15 @@ TEST_JAVA_OPTIONS ?= -XX:TieredStopAtLevel=1
 integration: jars system ## tests against a real broker and real Spark (started by the suite)
 	JDK_JAVA_OPTIONS="$(TEST_JAVA_OPTIONS)" $(BIN)/pytest -m integration tests/integration \
 	  $(addprefix --ignore=,$(CLUSTER_TESTS)) \
-	  -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	  -n $(TEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
 
 test-cluster: jars system ## tests with clusters of their own: 3-broker Kafka, Spark standalone, mini HDFS
 	JDK_JAVA_OPTIONS="$(TEST_JAVA_OPTIONS)" $(BIN)/pytest -m integration $(CLUSTER_TESTS) $(PYTEST_ARGS)
 
-test: lint unit integration ## everything: lint, unit and integration tests
+# lint and the unit tests are one process each: they run side by side, then the integration.
+test: venv jars system ## everything: lint, unit and integration tests
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint unit
+	$(MAKE) --no-print-directory integration
 
 bench: jars ## benchmarks: scorer variants and peers side by side, ratios in benchmarks/results
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import work_units
 
 # Fixtures of the servers some tests need, one module each, imported here so that they are
 # found however pytest is invoked (`pytest_plugins` only works in the top-level conftest).
@@ -39,26 +40,14 @@ def pytest_configure(config: pytest.Config) -> None:
     """A SIGTERM (a CI timeout, a `kill` of the run's process group) ends the session as Ctrl-C
     does, so the fixtures' teardown stops every server by pid instead of leaving it running."""
     interrupt_on_sigterm()
-
-
-# Session fixtures that cost a minute to set up (three estimators trained, PostgreSQL started).
-# Each pytest worker has its own session, so the files that use them run on one worker.
-SHARED_SESSION_FIXTURES = frozenset({"estimator_registry", "postgres", "sink_postgres"})
+    if config.getoption("record_durations", False):
+        config.pluginmanager.register(work_units.DurationRecorder(), "record-durations")
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Group the tests for `--dist loadgroup`: one group per file (a file's module fixtures
-    are set up once), and one group for every file that uses a SHARED_SESSION_FIXTURES one."""
-    shared = {
-        item.path
-        for item in items
-        if SHARED_SESSION_FIXTURES & set(getattr(item, "fixturenames", ()))
-    }
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            group = "shared-session-fixtures" if item.path in shared else item.path.stem
-            item.add_marker(pytest.mark.xdist_group(group))
+    """Work units for `--dist loadgroup`, longest first (tests/integration/work_units.py)."""
+    work_units.order(items)
 
 
 @pytest.fixture(scope="session")
