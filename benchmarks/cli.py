@@ -92,6 +92,11 @@ def parser() -> argparse.ArgumentParser:
         help="the scorer's cap on records per micro-batch",
     )
     p.add_argument(
+        "--realtime-checkpoint",
+        default=d.realtime_checkpoint,
+        help="the real-time contenders' checkpoint interval (each interval ends a long batch)",
+    )
+    p.add_argument(
         "--profile",
         default="scorer-json,scorer-onesink,spark-json",
         help="contenders profiled (JFR on the JVM, py-spy on the driver) over one batch of "
@@ -187,6 +192,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         rates=args.rates,
         latency_seconds=args.latency_seconds,
         max_offsets_per_trigger=args.max_offsets_per_trigger,
+        realtime_checkpoint=args.realtime_checkpoint,
     )
     if (args.registry is None) != (args.card is None):
         msg = "--registry and --card go together (a trained registry and its coefficients card)"

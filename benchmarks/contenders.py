@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,11 @@ class Contender:
     committed: bool = False  # its output is read with read_committed
     extra: tuple[str, ...] = ()
 
+    @property
+    def realtime(self) -> bool:
+        """Spark's real-time trigger (the scorer's or the floor's)."""
+        return ("--mode", "realtime") in itertools.pairwise(self.extra)
+
     def command(
         self,
         bootstrap: str,
@@ -27,9 +33,14 @@ class Contender:
         checkpoint: Path,
         topics: tuple[str, str, str],
         max_offsets_per_trigger: int,
+        realtime_checkpoint: str = "",
     ) -> list[str]:
-        """The command line of a streaming run reading topics[0], writing topics[1] (+ DLQ)."""
+        """The command line of a streaming run reading topics[0], writing topics[1] (+ DLQ);
+        a real-time one checkpoints every `realtime_checkpoint` when it is given."""
         source, output, dead = topics
+        extra = list(self.extra)
+        if realtime_checkpoint and self.realtime:
+            extra += ["--realtime-checkpoint", realtime_checkpoint]
         py = sys.executable
         if self.kind == "peer":
             module = "benchmarks.peer_a" if self.name == "peer-a" else "benchmarks.peer_b"
@@ -68,7 +79,7 @@ class Contender:
             dead,
             "--max-offsets-per-trigger",
             str(max_offsets_per_trigger),
-            *self.extra,
+            *extra,
         ]
 
 

@@ -30,6 +30,7 @@ from benchmarks.events import fill, paced, paced_producer
 from benchmarks.measure import PeakRss, high_watermarks, read_output
 from scorestream.errors import ScorestreamError
 from scorestream.kafka import KafkaSettings, ensure_topics
+from scorestream.streaming.realtime import RealtimeSettings
 
 WARM_SEED = 90
 WARM_EVENTS = 1_000
@@ -53,6 +54,7 @@ class BenchSettings:
     rates: tuple[float, ...] = (1_000.0, 10_000.0)
     latency_seconds: float = 10.0
     max_offsets_per_trigger: int = 100_000
+    realtime_checkpoint: str = RealtimeSettings.checkpoint_interval  # scorestream's default
     start_timeout_s: float = 600.0
     seed: int = 7
 
@@ -200,6 +202,7 @@ def throughput_run(
         ctx.work / "checkpoints" / tag,
         (source, output, dead),
         settings.max_offsets_per_trigger,
+        settings.realtime_checkpoint,
     )
     proc = Proc(cmd, ctx.work / "logs" / f"{tag}.log")
     try:
@@ -258,7 +261,13 @@ def profile_run(ctx: Context, c: Contender, settings: BenchSettings, window: int
     source = ctx.fill_topics[c.input_format]
     checkpoint = ctx.work / "checkpoints" / tag
     cmd = c.command(
-        ctx.kafka.bootstrap, ctx.registry, ctx.card, checkpoint, (source, output, dead), window
+        ctx.kafka.bootstrap,
+        ctx.registry,
+        ctx.card,
+        checkpoint,
+        (source, output, dead),
+        window,
+        settings.realtime_checkpoint,
     )
     proc = Proc(cmd, ctx.work / "logs" / f"{tag}.log")
     try:
@@ -354,6 +363,7 @@ def latency_run(ctx: Context, c: Contender, settings: BenchSettings, repeat: int
         ctx.work / "checkpoints" / tag,
         (source, output, dead),
         settings.max_offsets_per_trigger,
+        settings.realtime_checkpoint,
     )
     proc = Proc(cmd, ctx.work / "logs" / f"{tag}.log")
     phases: dict[str, dict[str, float]] = {}
