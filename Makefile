@@ -83,7 +83,7 @@ CLUSTER_TESTS := tests/integration/test_cluster.py tests/integration/test_spark_
 # servers, so one test's waits overlap another's work. A file with module fixtures stays on one
 # worker, the files sharing a costly session fixture stay together, every other test is a unit
 # of its own, and the units are handed out longest first, by the seconds of a recorded run
-# (tests/integration/work_units.py, durations.json; PYTEST_ARGS=--record-durations rewrites it).
+# (tests/work_units.py, durations.json; PYTEST_ARGS=--record-durations rewrites it).
 # TEST_WORKERS=0 runs them in this one process.
 TEST_WORKERS ?= 2
 

@@ -46,7 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Work units for `--dist loadgroup`, longest first (tests/integration/work_units.py)."""
+    """Work units for `--dist loadgroup`, longest first (tests/work_units.py)."""
     work_units.order(items)
 
 

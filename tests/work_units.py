@@ -10,11 +10,11 @@ even:
 - **Longest first.** The units are queued by their expected duration, longest first (xdist
   hands them out in queue order when it is given `--no-loadscope-reorder`), so the last ones
   handed out are short and neither worker waits long for the other at the end. The expected
-  durations are the seconds each test took in a recorded run (durations.json beside this
-  file); a test not in it counts as the median of those that are.
+  durations are the seconds each test took in a recorded run (tests/integration/durations.json);
+  a test not in it counts as the median of those that are.
 
 `pytest --record-durations` writes the seconds of the tests it ran (setup, call and teardown,
-summed) into durations.json, keeping the other tests' entries.
+summed) into that file, keeping the other tests' entries.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-DURATIONS = Path(__file__).with_name("durations.json")
+DURATIONS = Path(__file__).parent / "integration" / "durations.json"
 
 # Session fixtures that cost a minute to set up (three estimators trained, PostgreSQL started).
 # Each pytest worker has its own session, so the files that use them run on one worker.
