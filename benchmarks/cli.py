@@ -97,6 +97,12 @@ def parser() -> argparse.ArgumentParser:
         help="the real-time contenders' checkpoint interval (each interval ends a long batch)",
     )
     p.add_argument(
+        "--driver-memory",
+        default=d.driver_memory,
+        help="the Spark contenders' driver memory (their JVM heap in local mode; default "
+        "scorestream's)",
+    )
+    p.add_argument(
         "--profile",
         default="scorer-json,scorer-onesink,spark-json",
         help="contenders profiled (JFR on the JVM, py-spy on the driver) over one batch of "
@@ -193,6 +199,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         latency_seconds=args.latency_seconds,
         max_offsets_per_trigger=args.max_offsets_per_trigger,
         realtime_checkpoint=args.realtime_checkpoint,
+        driver_memory=args.driver_memory,
     )
     if (args.registry is None) != (args.card is None):
         msg = "--registry and --card go together (a trained registry and its coefficients card)"

@@ -34,13 +34,17 @@ class Contender:
         topics: tuple[str, str, str],
         max_offsets_per_trigger: int,
         realtime_checkpoint: str = "",
+        driver_memory: str = "",
     ) -> list[str]:
         """The command line of a streaming run reading topics[0], writing topics[1] (+ DLQ);
-        a real-time one checkpoints every `realtime_checkpoint` when it is given."""
+        a real-time one checkpoints every `realtime_checkpoint`, and a Spark one runs with
+        `driver_memory` (its JVM's heap in local mode), when they are given."""
         source, output, dead = topics
         extra = list(self.extra)
         if realtime_checkpoint and self.realtime:
             extra += ["--realtime-checkpoint", realtime_checkpoint]
+        if driver_memory:
+            extra += ["--driver-memory", driver_memory]
         py = sys.executable
         if self.kind == "peer":
             module = "benchmarks.peer_a" if self.name == "peer-a" else "benchmarks.peer_b"

@@ -55,6 +55,7 @@ class BenchSettings:
     latency_seconds: float = 10.0
     max_offsets_per_trigger: int = 100_000
     realtime_checkpoint: str = RealtimeSettings.checkpoint_interval  # scorestream's default
+    driver_memory: str = ""  # "": scorestream's default (SparkSettings.driver_memory)
     start_timeout_s: float = 600.0
     seed: int = 7
 
@@ -203,6 +204,7 @@ def throughput_run(
         (source, output, dead),
         settings.max_offsets_per_trigger,
         settings.realtime_checkpoint,
+        settings.driver_memory,
     )
     proc = Proc(cmd, ctx.work / "logs" / f"{tag}.log")
     try:
@@ -268,6 +270,7 @@ def profile_run(ctx: Context, c: Contender, settings: BenchSettings, window: int
         (source, output, dead),
         window,
         settings.realtime_checkpoint,
+        settings.driver_memory,
     )
     proc = Proc(cmd, ctx.work / "logs" / f"{tag}.log")
     try:
@@ -364,6 +367,7 @@ def latency_run(ctx: Context, c: Contender, settings: BenchSettings, repeat: int
         (source, output, dead),
         settings.max_offsets_per_trigger,
         settings.realtime_checkpoint,
+        settings.driver_memory,
     )
     proc = Proc(cmd, ctx.work / "logs" / f"{tag}.log")
     phases: dict[str, dict[str, float]] = {}

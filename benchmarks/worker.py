@@ -39,10 +39,11 @@ def _emit(event: str, **data: Any) -> None:
     print(json.dumps({"event": event, "t": time.time(), **data}), flush=True)
 
 
-def _spark(app: str, master: str | None = None) -> Any:
+def _spark(app: str, master: str | None = None, driver_memory: str = "") -> Any:
     from scorestream.spark import SparkSettings, session
 
-    return session(SparkSettings(app_name=app, master=master, shuffle_partitions=2))
+    memory = {"driver_memory": driver_memory} if driver_memory else {}
+    return session(SparkSettings(app_name=app, master=master, shuffle_partitions=2, **memory))
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
@@ -142,7 +143,8 @@ def cmd_scorer(args: argparse.Namespace) -> int:
     # A monitored real-time scorer needs a task slot per input partition plus one for its
     # metrics query (streaming.realtime.monitor_slots), as `scorestream score` gives it.
     monitored = args.mode == "realtime" and bool(args.monitor_interval)
-    spark = _spark(f"bench-{args.mode}", master="local[3]" if monitored else None)
+    master = "local[3]" if monitored else None
+    spark = _spark(f"bench-{args.mode}", master, args.driver_memory)
     times = _BatchTimes()
     monitor: Any = None
     watcher: Any = None
@@ -231,7 +233,7 @@ def cmd_floor(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     kafka = KafkaSettings(bootstrap=args.bootstrap)
-    spark = _spark(f"bench-floor-{args.parse}-{args.mode}")
+    spark = _spark(f"bench-floor-{args.parse}-{args.mode}", driver_memory=args.driver_memory)
     reader = (
         spark.readStream.format("kafka")
         .options(**kafka.spark_options())
@@ -336,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument(
         "--monitor-interval", default="", help="real-time mode: the metrics query's trigger"
     )
+    sc.add_argument("--driver-memory", default="", help="default: scorestream's")
     fl = sub.add_parser("floor", help="Spark Kafka -> Kafka with no scorestream code")
     fl.add_argument("--bootstrap", required=True)
     fl.add_argument("--checkpoint", required=True, type=Path)
@@ -346,6 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     fl.add_argument("--mode", choices=("microbatch", "realtime"), default="microbatch")
     fl.add_argument("--max-offsets-per-trigger", type=int, default=0)
     fl.add_argument("--realtime-checkpoint", default="5 seconds")
+    fl.add_argument("--driver-memory", default="", help="default: scorestream's")
     ba = sub.add_parser("batch", help="Spark batch scoring of a Parquet file")
     ba.add_argument("--registry", required=True, type=Path)
     ba.add_argument("--input", required=True, type=Path)
