@@ -7,7 +7,10 @@ and nothing is skipped: if the broker or Spark cannot start, every test here fai
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -101,19 +104,40 @@ def topic_factory(kafka: KafkaSettings) -> TopicFactory:
     return make
 
 
+@contextlib.contextmanager
+def _run_wide(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """A directory every pytest worker of this run shares, held under an exclusive lock.
+
+    The workers' temp dirs have one parent per run; with one process (no xdist) the lock
+    only ever has one holder.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with open(shared / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield shared / name
+
+
 @pytest.fixture(scope="session")
 def trained_registry(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> Registry:
-    """A registry holding one small logistic model on the synthetic data, promoted champion."""
-    root = tmp_path_factory.mktemp("registry")
-    train(
-        spark,
-        synthetic_frame(spark, 6_000, seed=11),
-        SPEC,
-        TrainSettings(registry=root, seed=11),
-        fingerprint="synthetic:rows=6000:seed=11",
-        source="synthetic",
-        progress=lambda _m: None,
-    )
+    """A registry holding one small logistic model on the synthetic data, promoted champion.
+
+    Trained once per run: the first worker to ask trains it while the other waits, and both
+    read it (a test that changes a registry copies this one first)."""
+    with _run_wide(tmp_path_factory, "trained-registry") as root:
+        done = root / ".trained"
+        if not done.is_file():
+            shutil.rmtree(root, ignore_errors=True)  # a worker that failed half-way
+            train(
+                spark,
+                synthetic_frame(spark, 6_000, seed=11),
+                SPEC,
+                TrainSettings(registry=root, seed=11),
+                fingerprint="synthetic:rows=6000:seed=11",
+                source="synthetic",
+                progress=lambda _m: None,
+            )
+            done.write_text("")
     return Registry(root)
 
 
