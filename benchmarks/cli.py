@@ -37,6 +37,7 @@ from benchmarks.harness import (
 from scorestream.errors import ScorestreamError
 from scorestream.kafka import KafkaSettings
 from scorestream.signals import interrupt_on_sigterm
+from scorestream.spark import SparkSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTES = Path(__file__).resolve().parent / "NOTES.md"
@@ -295,6 +296,9 @@ def profile_all(
     return profiles
 
 
+DEFAULT_HEAP = f"scorestream's default ({SparkSettings.driver_memory})"
+
+
 def render(result: dict[str, Any], png: str, js: str, notes: bool = False) -> str:
     m = result["machine"]
     s = result["settings"]
@@ -319,7 +323,9 @@ def render(result: dict[str, Any], png: str, js: str, notes: bool = False) -> st
         f"{', '.join(f'{int(r):,}' for r in rates)} events/s for {s['latency_seconds']:g} s each; "
         f"{s['repeats']} repeat(s); figures are median (min–max) over repeats; ratios are taken "
         f"within the same repeat. Scorer micro-batches capped at "
-        f"{s['max_offsets_per_trigger']:,} records.",
+        f"{s['max_offsets_per_trigger']:,} records. Real-time contenders checkpoint every "
+        f"{s.get('realtime_checkpoint') or '5 seconds'}; the Spark contenders' driver memory "
+        f"(their JVM heap) is {s.get('driver_memory') or DEFAULT_HEAP}.",
         "",
         report.table(result["summary"], rates),
         "",
