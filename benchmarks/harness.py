@@ -435,10 +435,14 @@ def run_all(
     latency_for: set[str],
     settings: BenchSettings,
 ) -> list[dict[str, Any]]:
-    """Every run of every contender; a failed run is recorded with its error, not hidden."""
+    """Every run of every contender; a failed run is recorded with its error, not hidden.
+
+    Each repeat starts one contender later in the list than the one before, so no contender
+    always runs first (after the fill or a batch run) or always after the same neighbour."""
     runs: list[dict[str, Any]] = []
     for repeat in range(1, settings.repeats + 1):
-        for c in contenders:
+        shift = (repeat - 1) % len(contenders) if contenders else 0
+        for c in contenders[shift:] + contenders[:shift]:
             kinds = ["throughput"] + (["latency"] if c.latency and c.name in latency_for else [])
             for kind in kinds:
                 started = time.monotonic()
