@@ -42,6 +42,13 @@ def test_key(item: pytest.Item) -> str:
     return item.nodeid.split("tests/integration/", 1)[-1]
 
 
+def without_group(nodeid: str) -> str:
+    """A node id without the `@<group>` pytest-xdist appends under `--dist loadgroup` (an `@`
+    inside the parameters, before the last `]`, stays)."""
+    at = nodeid.rfind("@")
+    return nodeid[:at] if at > nodeid.rfind("]") else nodeid
+
+
 def _scopes(item: pytest.Item) -> set[str]:
     info = getattr(item, "_fixtureinfo", None)
     if info is None:
@@ -96,6 +103,24 @@ def order(items: list[pytest.Item], recorded: dict[str, float] | None = None) ->
     items.sort(key=lambda i: (-totals[groups[i.nodeid]], groups[i.nodeid], position[i.nodeid]))
 
 
+class GroupCheck:
+    """Stops the run when pytest-xdist did not carry the groups into the node ids: `--dist
+    loadgroup` would then spread each group's tests over the workers without a word. Every
+    test has a group (`order`), so every id a worker collected must end in `@<group>`."""
+
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        if node.config.getvalue("dist") != "loadgroup":
+            return
+        lost = [nodeid for nodeid in ids if without_group(nodeid) == nodeid]
+        if lost:
+            msg = (
+                f"pytest-xdist did not apply the xdist_group of {len(lost)} of {len(ids)} tests "
+                f"(first: {lost[0]}); with pytest {pytest.__version__}, `--dist loadgroup` does "
+                "not group (pytest-xdist#1386): install the pytest pyproject.toml asks for"
+            )
+            raise pytest.UsageError(msg)
+
+
 class DurationRecorder:
     """Sums each test's setup, call and teardown seconds; writes durations.json at the end."""
 
@@ -104,7 +129,7 @@ class DurationRecorder:
         self.seconds: dict[str, float] = defaultdict(float)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        key = report.nodeid.split("tests/integration/", 1)[-1]
+        key = without_group(report.nodeid).split("tests/integration/", 1)[-1]
         self.seconds[key] += report.duration
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:

@@ -43,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """A SIGTERM (a CI timeout, a `kill` of the run's process group) ends the session as Ctrl-C
     does, so the fixtures' teardown stops every server by pid instead of leaving it running."""
     interrupt_on_sigterm()
+    config.pluginmanager.register(work_units.GroupCheck(), "work-unit-check")
     if config.getoption("record_durations", False):
         config.pluginmanager.register(work_units.DurationRecorder(), "record-durations")
 

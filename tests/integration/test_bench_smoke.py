@@ -118,7 +118,7 @@ def test_bench_smoke(
     assert math.isfinite(s["scorer-json"]["ratio_vs_peer_a"]["median"])
     assert all(e["all_scored"] for e in s.values())
     assert {t["status"] for t in result["targets"]} <= {"met", "missed", "not measured"}
-    assert len(result["targets"]) == 8
+    assert len(result["targets"]) == 9
     assert math.isfinite(s["scorer-json"]["ratio_vs_spark_json"]["median"])
 
     # Peer A and the scorer gave the same events the same scores (same model, two engines).

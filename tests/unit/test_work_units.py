@@ -99,8 +99,9 @@ def test_the_recorder_sums_phases_and_keeps_other_entries(tmp_path: Path) -> Non
     path = tmp_path / "durations.json"
     path.write_text(json.dumps({"test_a.py::test_old": 9.0, "test_gone.py::test_z": 4.0}))
     recorder = work_units.DurationRecorder(path)
-    for duration in (1.0, 2.5, 0.25):  # setup, call, teardown
-        report = SimpleNamespace(nodeid="tests/integration/test_a.py::test_long", duration=duration)
+    for duration in (1.0, 2.5, 0.25):  # setup, call, teardown; pytest-xdist's group suffix
+        nodeid = "tests/integration/test_a.py::test_long@test_a.py::test_long"
+        report = SimpleNamespace(nodeid=nodeid, duration=duration)
         recorder.pytest_runtest_logreport(report)  # type: ignore[arg-type]
     recorder.pytest_sessionfinish(SimpleNamespace(config=SimpleNamespace()))  # type: ignore[arg-type]
     assert json.loads(path.read_text()) == {"test_a.py::test_long": 3.8, "test_a.py::test_old": 9.0}
@@ -109,3 +110,9 @@ def test_the_recorder_sums_phases_and_keeps_other_entries(tmp_path: Path) -> Non
     worker = SimpleNamespace(config=SimpleNamespace(workerinput={}))
     recorder.pytest_sessionfinish(worker)  # type: ignore[arg-type]
     assert not path.exists()
+
+
+def test_the_group_suffix_is_taken_off_but_an_at_sign_in_a_parameter_stays() -> None:
+    assert work_units.without_group("t.py::test[a@b]@shared") == "t.py::test[a@b]"
+    assert work_units.without_group("t.py::test[a@b]") == "t.py::test[a@b]"
+    assert work_units.without_group("t.py::test@t.py::test") == "t.py::test"
