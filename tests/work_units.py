@@ -37,6 +37,9 @@ SHARED_GROUP = "shared-session-fixtures"
 FILE_SCOPES = frozenset({"module", "class", "package"})
 
 
+SOLO_NAME = str.maketrans("[]@", "()_")
+
+
 def test_key(item: pytest.Item) -> str:
     """The key of a test in durations.json: its node id from the integration folder."""
     return item.nodeid.split("tests/integration/", 1)[-1]
@@ -62,7 +65,9 @@ def group_of(item: pytest.Item, shared_files: set[Path]) -> str:
         return SHARED_GROUP
     if _scopes(item) & FILE_SCOPES:
         return item.path.stem
-    return test_key(item)
+    # The test's own id, with no "[", "]" or "@": pytest-xdist finds the group after the last
+    # "@" that follows the last "]" of the node id.
+    return test_key(item).translate(SOLO_NAME)
 
 
 def expected_seconds(keys: list[str], recorded: dict[str, float]) -> dict[str, float]:

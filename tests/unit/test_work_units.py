@@ -45,6 +45,7 @@ def items() -> list[FakeItem]:
         FakeItem("test_c.py::test_x", {"estimator_registry": "session"}),
         FakeItem("test_d.py::test_y", {"postgres": "session"}),
         FakeItem("test_e.py::test_new"),
+        FakeItem("test_e.py::test_param[a@b]"),
     ]
 
 
@@ -60,7 +61,12 @@ def test_units_are_files_with_module_fixtures_the_shared_group_or_single_tests()
         "test_c.py::test_x": work_units.SHARED_GROUP,
         "test_d.py::test_y": work_units.SHARED_GROUP,
         "test_e.py::test_new": "test_e.py::test_new",
+        "test_e.py::test_param[a@b]": "test_e.py::test_param(a_b)",
     }
+    # pytest-xdist reads the group back from "<node id>@<group>": it must come out whole.
+    for item in found:
+        tagged = f"{item.nodeid}@{item.group}"
+        assert work_units.without_group(tagged) == item.nodeid
 
 
 def test_longest_unit_first_and_an_unrecorded_test_counts_as_the_median() -> None:
@@ -71,7 +77,8 @@ def test_longest_unit_first_and_an_unrecorded_test_counts_as_the_median() -> Non
         "test_b.py::test_two": 70.0,  # the file's unit: 130 s
         "test_c.py::test_x": 20.0,
         "test_d.py::test_y": 30.0,  # the shared unit: 50 s
-    }  # median 45 s for test_e
+        "test_e.py::test_param[a@b]": 1.0,
+    }  # median 30 s for test_e.py::test_new
     found = items()
     work_units.order(found, recorded=recorded)  # type: ignore[arg-type]
     order = [i.nodeid.split("/")[-1] for i in found]
@@ -81,8 +88,9 @@ def test_longest_unit_first_and_an_unrecorded_test_counts_as_the_median() -> Non
         "test_b.py::test_two",
         "test_c.py::test_x",  # 50
         "test_d.py::test_y",
-        "test_e.py::test_new",  # 45
+        "test_e.py::test_new",  # 30
         "test_a.py::test_short",  # 5
+        "test_e.py::test_param[a@b]",  # 1
     ]
 
 
