@@ -42,7 +42,12 @@ SOLO_NAME = str.maketrans("[]@", "()_")
 
 def test_key(item: pytest.Item) -> str:
     """The key of a test in durations.json: its node id from the integration folder."""
-    return item.nodeid.split("tests/integration/", 1)[-1]
+    return key_of(item.nodeid)
+
+
+def key_of(nodeid: str) -> str:
+    """A node id as durations.json keys it: from the integration folder, without a group."""
+    return without_group(nodeid).split("tests/integration/", 1)[-1]
 
 
 def without_group(nodeid: str) -> str:
@@ -134,8 +139,7 @@ class DurationRecorder:
         self.seconds: dict[str, float] = defaultdict(float)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        key = without_group(report.nodeid).split("tests/integration/", 1)[-1]
-        self.seconds[key] += report.duration
+        self.seconds[key_of(report.nodeid)] += report.duration
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         if hasattr(session.config, "workerinput"):
