@@ -284,6 +284,9 @@ class TransactionalSink:
                     "enable.auto.commit": False,
                     "isolation.level": "read_committed",
                     "enable.partition.eof": True,
+                    # The end of the partition is known from the answer to a fetch that finds
+                    # nothing more, which the broker otherwise holds back for 500 ms.
+                    "fetch.wait.max.ms": 10,
                 }
             )
         )
@@ -334,18 +337,22 @@ class TransactionalSink:
                     "readers back)"
                 )
                 raise StackError(msg)
-            for record in consumer.consume(num_messages=1000, timeout=0.5):
-                err = record.error()
-                if err is not None:
-                    # The end under read_committed is the last stable offset: before `stop`
-                    # only while another id's transaction is open there; wait for it.
-                    if err.code() == KafkaError._PARTITION_EOF and record.offset() >= stop:
-                        return last
-                    continue
-                if record.offset() >= stop:
+            # poll, not consume(n, timeout): consume waits out its timeout unless n records
+            # arrive, which cost every task of every batch a second.
+            record = consumer.poll(0.5)
+            if record is None:
+                continue
+            err = record.error()
+            if err is not None:
+                # The end under read_committed is the last stable offset: before `stop`
+                # only while another id's transaction is open there; wait for it.
+                if err.code() == KafkaError._PARTITION_EOF and record.offset() >= stop:
                     return last
-                if record.key() == key:
-                    last = json.loads(record.value() or b"{}")
+                continue
+            if record.offset() >= stop:
+                return last
+            if record.key() == key:
+                last = json.loads(record.value() or b"{}")
 
     def coverage(self, batch_id: int, start: Offsets | None, end: Offsets | None) -> Coverage:
         """What of batch `batch_id` ([start, end) per partition) is still to publish."""
