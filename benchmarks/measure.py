@@ -79,20 +79,38 @@ class PeakRss:
 # -- output counts -----------------------------------------------------------------------------
 def high_watermarks(kafka: KafkaSettings, topic: str, consumer: Any = None) -> int:
     """Sum of the end offsets of a topic's partitions (cheap: no records are read)."""
-    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
 
     own = consumer is None
     c = consumer or Consumer(kafka.confluent(**{"group.id": f"bench-wm-{uuid.uuid4().hex[:8]}"}))
+    deadline = time.monotonic() + 30
     try:
-        meta = c.list_topics(topic, timeout=10)
-        parts = meta.topics[topic].partitions if topic in meta.topics else {}
-        return sum(
-            c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
-            for p in parts
-        )
+        while True:
+            try:
+                meta = c.list_topics(topic, timeout=10)
+                parts = meta.topics[topic].partitions if topic in meta.topics else {}
+                return sum(
+                    c.get_watermark_offsets(TopicPartition(topic, p), timeout=10, cached=False)[1]
+                    for p in parts
+                )
+            except KafkaException as exc:
+                # A topic the contender just created may have no leader yet on a busy machine
+                # (NOT_LEADER_FOR_PARTITION, LEADER_NOT_AVAILABLE): retriable, so ask again.
+                if not _leader_pending(exc.args[0]) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)  # retry backoff, bounded by the deadline
     finally:
         if own:
             c.close()
+
+
+def _leader_pending(err: Any) -> bool:
+    """A Kafka error that a new topic's partitions give until their leader is elected (the
+    watermark call does not always flag it retriable)."""
+    from confluent_kafka import KafkaError
+
+    pending = (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+    return bool(err.retriable()) or err.code() in pending
 
 
 @dataclass

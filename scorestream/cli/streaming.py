@@ -30,6 +30,7 @@ from scorestream.errors import ConfigError
 from scorestream.fs import location
 from scorestream.models.parity import COMPILE_MODES
 from scorestream.schema_registry import SchemaRegistrySettings
+from scorestream.streaming import preflight
 from scorestream.streaming.avro_input import InputFormat
 from scorestream.streaming.exactly_once import EXACTLY_ONCE_MAX_OFFSETS
 from scorestream.streaming.exactly_once_tasks import TaskCrash
@@ -306,6 +307,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     monitoring = monitor_settings(args)
     kafka = kafka_settings(args)
     ops.check_args(args, settings)  # flag errors before Spark starts
+    # A broker that does not answer or refuses the credentials fails in a second, not after
+    # the JVM's start-up; the scorer's own preflight checks again once Spark runs.
+    preflight.check_broker(kafka, settings.startup_timeout_s)
     master = ops.realtime_master(args, kafka, settings.topic_partitions)
     spark = spark_session(args, "scorestream-scorer", master=master)
     if args.trigger == "realtime":
