@@ -1,5 +1,7 @@
 """The built wheel is all a user needs (with Java and Maven): installed into a fresh venv outside
-the checkout, it runs `--help`, `train` and the demo, reading its data files from the package.
+the checkout, it runs `--help` and the demo (which trains a model and scores a stream), reading
+its data files from the package. A separate `train` run would start one more JVM for the same
+training path the demo takes.
 
 The fresh venv takes its third-party packages (pyspark & co.) from this test's environment
 through a path entry, so the test needs no network; `pip check` then proves the wheel's declared
@@ -105,29 +107,13 @@ def test_wheel_installs_the_package_and_its_data_files(wheel_env: tuple[Path, Pa
     assert "scorestream" not in check.stdout.replace("No broken requirements found.", "")
 
 
-@pytest.mark.timeout(1200)  # a Spark training and a whole demo in fresh processes
-def test_wheel_help_train_and_demo_run_outside_the_checkout(wheel_env: tuple[Path, Path]) -> None:
+@pytest.mark.timeout(1200)  # a whole demo (broker, training, scorer) in fresh processes
+def test_wheel_help_and_demo_run_outside_the_checkout(wheel_env: tuple[Path, Path]) -> None:
     python, work = wheel_env
     help_ = _run(python, work, "-m", "scorestream", "--help", timeout=60)
     assert help_.returncode == 0, help_.stderr
     for command in ("train", "score", "produce", "demo"):
         assert command in help_.stdout
-
-    registry = work / "registry"
-    trained = _run(
-        python,
-        work,
-        "-m",
-        "scorestream",
-        "train",
-        "--registry",
-        str(registry),
-        "--rows",
-        "2000",
-        timeout=600,
-    )
-    assert trained.returncode == 0, trained.stderr[-3000:]
-    assert (registry / "versions" / "v1" / "metadata.json").is_file(), trained.stdout
 
     port = free_port_block(2)
     demo = _run(
@@ -147,4 +133,6 @@ def test_wheel_help_train_and_demo_run_outside_the_checkout(wheel_env: tuple[Pat
     assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-3000:]
     summary = demo.stdout.strip().splitlines()[-1]
     assert summary.startswith("scored 1000/1000 events"), summary
-    assert (work / ".scorestream" / "registry").is_dir()  # state went to the work dir
+    # The demo trained from the package's own data, and its state went to the work dir.
+    registry = work / ".scorestream" / "registry"
+    assert (registry / "versions" / "v1" / "metadata.json").is_file(), demo.stdout[-2000:]
