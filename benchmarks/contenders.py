@@ -90,7 +90,7 @@ class Contender:
 CONTENDERS: dict[str, Contender] = {
     c.name: c
     for c in (
-        Contender("scorer-json", "scorer, micro-batch, JSON", "scorer"),
+        Contender("scorer-json", "scorer, micro-batch, JSON, defaults", "scorer"),
         Contender(
             "scorer-avro",
             "scorer, micro-batch, Avro",
@@ -117,10 +117,10 @@ CONTENDERS: dict[str, Contender] = {
             extra=("--mode", "onesink"),
         ),
         Contender(
-            "scorer-compiled",
-            "scorer, micro-batch, JSON, compiled model",
+            "scorer-pipeline",
+            "scorer, micro-batch, JSON, PipelineModel (--compiled off)",
             "scorer",
-            extra=("--compiled", "on"),
+            extra=("--compiled", "off"),
         ),
         Contender(
             "scorer-eo",

@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--input-format", choices=("json", "avro"), default="json")
     sc.add_argument("--exactly-once", action="store_true")
     sc.add_argument("--drift", action="store_true", help="attach the drift monitor")
-    sc.add_argument("--compiled", choices=("off", "auto", "on"), default="off")
+    sc.add_argument("--compiled", choices=("off", "auto", "on"), default="auto")
     sc.add_argument("--max-offsets-per-trigger", type=int, default=0)
     sc.add_argument("--realtime-checkpoint", default="5 seconds")
     sc.add_argument(

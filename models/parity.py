@@ -61,8 +61,11 @@ class Parity:
 
 def probe_frame(spark: SparkSession, compiled: CompiledModel, rows: int, seed: int) -> DataFrame:
     """Rows in the spec's feature types that visit every branch the compiled form has."""
+    import json
+
     import numpy as np
-    from pyspark.sql.types import DoubleType, StringType, StructField, StructType
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import ArrayType, DoubleType, StringType, StructField, StructType
 
     spec = compiled.spec
     rng = np.random.default_rng(seed)
@@ -84,8 +87,11 @@ def probe_frame(spark: SparkSession, compiled: CompiledModel, rows: int, seed: i
         + [StructField(c, StringType()) for c in spec.categorical]
     )
     names = spec.feature_names
-    data = [tuple(columns[n][i] for n in names) for i in range(rows)]
-    return spark.createDataFrame(data, schema)
+    # One JSON literal parsed in the JVM, not `createDataFrame` of Python rows: that runs a
+    # Python worker on an executor, and a cluster's executors need none to score.
+    text = json.dumps([{n: columns[n][i] for n in names} for i in range(rows)], allow_nan=True)
+    parsed = F.from_json(F.lit(text), ArrayType(schema), {"allowNonNumericNumbers": "true"})
+    return spark.range(1).select(F.inline(parsed)).select(*names)
 
 
 def check_parity(model: PipelineModel, compiled: CompiledModel, frame: DataFrame) -> Parity:

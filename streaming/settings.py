@@ -46,10 +46,9 @@ class ScorerSettings:
     # query stops with the failure's message.
     batch_retries: int = 3
     retry_backoff_s: float = 1.0
-    # Score by compiled expressions: off (the PipelineModel), auto (when parity holds), on. Off by
-    # default: the parity check at load builds its probe rows in Python, so executors would
-    # need a Python worker, and a cluster without one (JVM-only scoring) would fail.
-    compiled: str = "off"
+    # Score by compiled expressions: auto (when parity holds, else the PipelineModel), on, off.
+    # The parity check at load runs in the JVM only (models.parity.probe_frame).
+    compiled: str = "auto"
     # Test hook (SCORESTREAM_TEST_CRASH_AFTER_COMMIT): hard-exit right after the transaction of
     # this batch commits, before Spark commits the batch to its checkpoint.
     crash_after_commit: int | None = None

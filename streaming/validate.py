@@ -51,6 +51,13 @@ SOURCE_COLUMNS = {
 REASON = "_reason"
 MESSAGE = "_message"
 CORRUPT = "_corrupt_record"
+# The event time given as text, and what is read from it once per row (see _timestamp).
+TIME_TEXT, TIME_INTEGER, TIME_MILLIS, TIME_PARSED = (
+    "_time_text",
+    "_time_integer",
+    "_time_millis",
+    "_time_parsed",
+)
 
 
 Check = tuple["Column", str, "Column"]
@@ -179,7 +186,7 @@ def decoded_fields(
     ]
     for name in spec.categorical:
         typed.append(raw[name][0].cast("string").alias(name))
-    event_time, wrong, outside = _timestamp(
+    event_time, wrong, outside, time_helpers = _timestamp(
         spec.event_time, *raw[spec.event_time], settings or ValidationSettings()
     )
     if wrong is not None:
@@ -217,6 +224,8 @@ def decoded_fields(
         *spec.numeric_names,
         *spec.categorical,
     )
+    if time_helpers:
+        steps = (*steps, (F.col("*"), *time_helpers))
     return Decoded((*steps, second), tuple(checks), columns)
 
 
@@ -241,9 +250,10 @@ def _number(
 
 def _timestamp(
     name: str, value: Column, kind: DataType, settings: ValidationSettings
-) -> tuple[Column, tuple[Column, Column] | None, tuple[Column, Column]]:
+) -> tuple[Column, tuple[Column, Column] | None, tuple[Column, Column], tuple[Column, ...]]:
     """The event time as a timestamp (null outside the window), its WRONG_TYPE check when the
-    value may be text, and its OUT_OF_RANGE check (outside the event_time window).
+    value may be text, its OUT_OF_RANGE check (outside the event_time window) and the helper
+    columns these read, for a projection before theirs (none unless the value is text).
 
     Total: numbers are compared with the window as they are (text of any length, longs of
     any value) before any conversion, so no value can overflow one.
@@ -254,6 +264,7 @@ def _timestamp(
     lo, hi = settings.event_time_min_ms, settings.event_time_end_ms
     expected = F.lit(f", expected epoch milliseconds or ISO-8601 within {settings.window_text()}")
     wrong: tuple[Column, Column] | None = None
+    helpers: tuple[Column, ...] = ()
     if isinstance(kind, TimestampType | DateType):
         stamp = value.cast("timestamp")
         inside = stamp.isNull() | F.unix_millis(stamp).between(lo, hi - 1)
@@ -264,9 +275,21 @@ def _timestamp(
         stamp = F.when(inside, F.timestamp_millis(millis))
         digits = millis.cast("string")
     elif isinstance(kind, StringType):
-        integer = value.rlike(r"^\s*[+-]?\d+\s*$")
-        millis = F.trim(value).try_cast("long")  # null beyond 64 bits
-        parsed = F.try_to_timestamp(value)
+        # Each is computed once per row in a projection of its own (see decoded_fields): in
+        # the checks and the CASE below they would be evaluated again at every use.
+        text = value
+        value = F.col(TIME_TEXT)
+        integer = F.col(TIME_INTEGER)
+        millis = F.col(TIME_MILLIS)
+        parsed = F.col(TIME_PARSED)
+        is_integer = text.rlike(r"^\s*[+-]?\d+\s*$")
+        helpers = (
+            text.alias(TIME_TEXT),
+            is_integer.alias(TIME_INTEGER),
+            # Null beyond 64 bits; the ISO-8601 parse only for text that is not a number.
+            F.when(is_integer, F.trim(text).try_cast("long")).alias(TIME_MILLIS),
+            F.when(~is_integer, F.try_to_timestamp(text)).alias(TIME_PARSED),
+        )
         in_window = millis.between(lo, hi - 1)
         iso_in_window = F.unix_millis(parsed).between(lo, hi - 1)
         inside = value.isNull() | F.when(integer, F.coalesce(in_window, F.lit(False))).otherwise(
@@ -287,7 +310,7 @@ def _timestamp(
         raise ConfigError(msg)
     shown = value.cast("string") if not isinstance(kind, StringType) else value
     outside_message = F.concat(F.lit(f"'{name}' is "), _shown(shown), expected, _unit_hint(digits))
-    return stamp, wrong, (~inside, outside_message)
+    return stamp, wrong, (~inside, outside_message), helpers
 
 
 def _unit_hint(digits: Column) -> Column:
