@@ -10,6 +10,7 @@ label, nulls and NaN).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,11 @@ COMPILE_MODES = ("auto", "on", "off")
 TOLERANCE = 1e-12
 PROBE_ROWS = 1000
 UNSEEN = "__scorestream_unseen__"
+# Measured with Spark 4.1.1: a random forest of 10 trees of depth 5 (699 CASE expressions in
+# its score) is generated as code and scores as fast as its PipelineModel; one of 50 trees
+# (3,438) and a GBT of 100 (5,193) are not, and evaluated row by row they score 1.5-2.3x
+# slower. Between this bound and 699 the probe finds out (see _generated).
+MAX_CONDITIONS = 3000
 
 
 def check_mode(mode: str) -> None:
@@ -130,7 +136,14 @@ def choose_route(
         return Route(version, None, "compiled scoring is off (--compiled off)")
     try:
         compiled = compile_pipeline(model, spec)
-        parity = check_parity(model, compiled, probe_frame(spark, compiled, PROBE_ROWS, version))
+        _small_enough(compiled)
+        # Spark's own fallback is off for the probe (in a session of its own): an expression
+        # too large for its code generator (a forest of many deep trees) would be evaluated
+        # row by row, several times slower than the PipelineModel, so it is refused here.
+        probe = spark.newSession()
+        probe.conf.set("spark.sql.codegen.fallback", "false")
+        frame = probe_frame(probe, compiled, PROBE_ROWS, version)
+        parity = _generated(lambda: check_parity(model, compiled, frame), compiled)
     except NotCompilable as exc:
         reason = f"not compiled: {exc}"
         if exc.__cause__ is not None:
@@ -149,6 +162,34 @@ def choose_route(
     )
     log.info("v%d is scored by compiled expressions (%s)", version, reason)
     return Route(version, compiled, reason)
+
+
+def _small_enough(compiled: CompiledModel) -> None:
+    """Refuses, without trying, a compiled form far beyond what Spark's code generator takes
+    (trying costs 7-18 s a load; see MAX_CONDITIONS)."""
+    conditions = compiled.sql("spark")[0].count("CASE ")
+    if conditions > MAX_CONDITIONS:
+        msg = (
+            f"the compiled {compiled.estimator} has {conditions:,} CASE expressions, more than "
+            f"Spark's code generator takes ({MAX_CONDITIONS:,} here)"
+        )
+        raise NotCompilable(msg)
+
+
+def _generated(check: Callable[[], Parity], compiled: CompiledModel) -> Parity:
+    """`check()`, with a failure of Spark's code generator turned into NotCompilable."""
+    try:
+        return check()
+    except Exception as exc:
+        text = str(exc)
+        if "CompileException" not in text and "Failed to compile" not in text:
+            raise
+        msg = (
+            f"Spark cannot generate code for the compiled {compiled.estimator} "
+            "(too large for its code generator; scoring it row by row would be slower than "
+            "the PipelineModel)"
+        )
+        raise NotCompilable(msg) from None
 
 
 def _fallback(version: int, mode: str, reason: str) -> Route:

@@ -127,3 +127,27 @@ def test_compiled_form_reads_only_the_feature_columns(
     text = " ".join(compiled.sql("spark"))
     quoted = {part.split("`")[0] for part in text.split("`")[1::2]}
     assert quoted <= set(SPEC.feature_names), quoted
+
+
+def test_a_compiled_form_too_large_for_code_generation_falls_back(
+    spark: Any,
+    estimator_registry: tuple[Registry, dict[str, int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A forest whose compiled form has more CASE expressions than the bound is scored by its
+    PipelineModel under `auto` and refused under `on`; under the bound it is compiled."""
+    from scorestream.models import parity
+
+    registry, versions = estimator_registry
+    entry, model = registry.load(versions["random_forest"])
+    small = choose_route(spark, model, entry.spec, entry.version, "auto")
+    assert small.compiled is not None, small.reason
+    conditions = small.compiled.sql("spark")[0].count("CASE ")
+    monkeypatch.setattr(parity, "MAX_CONDITIONS", conditions - 1)
+    route = choose_route(spark, model, entry.spec, entry.version, "auto")
+    assert route.compiled is None
+    assert f"has {conditions:,} CASE expressions, more than" in route.reason, route.reason
+    with pytest.raises(ModelError, match="CASE expressions, more than"):
+        choose_route(spark, model, entry.spec, entry.version, "on")
+    # The probe's session of its own leaves the caller's code-generation fallback as it was.
+    assert spark.conf.get("spark.sql.codegen.fallback") == "true"
