@@ -307,6 +307,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from scorestream.models.parity import COMPILE_MODES
+    from scorestream.streaming.settings import ScorerSettings  # the scorer's own default
+
     # The scorer's per-batch lines (with their phase timings) go to the run's log at INFO.
     logging.basicConfig(
         level=os.environ.get("SCORESTREAM_LOG_LEVEL", "WARNING").upper(),
@@ -332,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     sc.add_argument("--input-format", choices=("json", "avro"), default="json")
     sc.add_argument("--exactly-once", action="store_true")
     sc.add_argument("--drift", action="store_true", help="attach the drift monitor")
-    sc.add_argument("--compiled", choices=("off", "auto", "on"), default="auto")
+    sc.add_argument("--compiled", choices=COMPILE_MODES, default=ScorerSettings.compiled)
     sc.add_argument("--max-offsets-per-trigger", type=int, default=0)
     sc.add_argument("--realtime-checkpoint", default="5 seconds")
     sc.add_argument(

@@ -164,13 +164,18 @@ def choose_route(
     return Route(version, compiled, reason)
 
 
+def conditions(compiled: CompiledModel) -> int:
+    """The CASE expressions in the compiled score: what MAX_CONDITIONS bounds."""
+    return compiled.sql("spark")[0].count("CASE ")
+
+
 def _small_enough(compiled: CompiledModel) -> None:
     """Refuses, without trying, a compiled form far beyond what Spark's code generator takes
     (trying costs 7-18 s a load; see MAX_CONDITIONS)."""
-    conditions = compiled.sql("spark")[0].count("CASE ")
-    if conditions > MAX_CONDITIONS:
+    count = conditions(compiled)
+    if count > MAX_CONDITIONS:
         msg = (
-            f"the compiled {compiled.estimator} has {conditions:,} CASE expressions, more than "
+            f"the compiled {compiled.estimator} has {count:,} CASE expressions, more than "
             f"Spark's code generator takes ({MAX_CONDITIONS:,} here)"
         )
         raise NotCompilable(msg)
